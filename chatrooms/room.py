@@ -381,14 +381,13 @@ class Room:
         if user_id in self.bans:
             raise errors.Banned("you are banned from this room")
         until = self.kicks.get(user_id)
-        if until is not None:
-            if now < until:
-                raise errors.KickedCooldown(
-                    "you were removed from this room; try again later", retry_after=until - now
-                )
-            del self.kicks[user_id]
+        if until is not None and now < until:
+            raise errors.KickedCooldown(
+                "you were removed from this room; try again later", retry_after=until - now
+            )
         if self.locked and grant is None:
             raise errors.RoomLocked("the room is locked")
+        self.kicks.pop(user_id, None)  # a lapsed cool-down: only once nothing else can refuse
         if self.stage_count >= self.stage_size:
             # A full stage: the grant holder comes in as a listener and can be invited.
             grant = None
@@ -421,6 +420,9 @@ class Room:
 
     def leave(self, user_id: UserId, *, reason: LeaveReason = LeaveReason.LEFT) -> list[Event]:
         member = self._actor(user_id)
+        if reason not in (LeaveReason.LEFT, LeaveReason.DISCONNECTED):
+            # Other reasons belong to kick, ban and end, which emit their own events.
+            raise errors.InvalidArgument(f"a participant cannot leave with reason {reason.value}")
         return self._remove(member, reason)
 
     # ------------------------------------------------------------ the queue
