@@ -1,0 +1,1 @@
+"""The chatrooms server: HTTP API, WebSocket signaling, backends and the SFU."""

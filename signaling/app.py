@@ -1,0 +1,131 @@
+"""``create_app(settings)``: the one factory that builds a node and owns its services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from signaling.auth import TokenService
+from signaling.backends.factory import Backends, make_backends
+from signaling.config import Settings
+from signaling.connection import Counters
+from signaling.http_api import HttpApi, error_response
+from signaling.hub import Hub
+from signaling.metrics import Gauges, Metrics, Traffic
+from signaling.service import RoomService
+from signaling.ws import WebSocketEndpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """Everything one running node is made of."""
+
+    settings: Settings
+    backends: Backends
+    hub: Hub
+    service: RoomService
+    endpoint: WebSocketEndpoint
+    metrics: Metrics
+    traffic: Traffic
+    counters: Counters
+
+
+NODE = web.AppKey("node", Node)
+
+
+def build_node(settings: Settings) -> Node:
+    backends = make_backends(settings)
+    hub = Hub(backends.store)
+    tokens = TokenService(settings.secret)
+    service = RoomService(
+        settings=settings, store=backends.store, bus=backends.bus, hub=hub, tokens=tokens
+    )
+    traffic, counters = Traffic(), Counters()
+
+    def listeners() -> int:
+        total = 0
+        for room_id in list(hub._rooms):
+            room = backends.store.cached(room_id)
+            total += room.listener_count if room is not None else 0
+        return total
+
+    metrics = Metrics(
+        traffic,
+        counters,
+        Gauges(
+            connections=lambda: hub.connection_count,
+            rooms=lambda: len(hub._rooms),
+            listeners=listeners,
+        ),
+    )
+    endpoint = WebSocketEndpoint(
+        service=service,
+        traffic=traffic,
+        counters=counters,
+        guest_mode=settings.guest_mode,
+        max_message_size=settings.max_message_size,
+        heartbeat=settings.heartbeat,
+        join_timeout=settings.join_timeout,
+        queue_size=settings.send_queue_size,
+        coalesce_drop_at=settings.coalesce_drop_at,
+        commands_per_second=settings.commands_per_second,
+        command_burst=settings.command_burst,
+    )
+    return Node(settings, backends, hub, service, endpoint, metrics, traffic, counters)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown API paths and methods answer JSON, like every other API error."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        return error_response(exc.status, "http_" + str(exc.status), exc.reason)
+
+
+def create_app(settings: Settings) -> web.Application:
+    if not settings.node_id:
+        settings = replace(settings, node_id="node-" + secrets.token_hex(4))
+    node = build_node(settings)
+    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
+    app[NODE] = node
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        stats = asyncio.get_running_loop().create_task(
+            node.hub.run_stats(settings.stats_interval)
+        )
+        yield
+        stats.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stats
+        await node.service.close()
+        await node.backends.close()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await node.endpoint.shutdown()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(on_shutdown)
+    api = HttpApi(node.service, node.metrics, settings.guest_mode, settings.node_id)
+    app.add_routes(api.routes())
+    app.router.add_get("/ws", node.endpoint.handle)
+    index = settings.static_dir / "index.html"
+
+    async def lobby(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(index)
+
+    if index.exists():
+        app.router.add_get("/", lobby)
+        app.router.add_static("/static/", settings.static_dir, show_index=False)
+    return app

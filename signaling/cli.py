@@ -1,0 +1,108 @@
+"""The ``chatrooms`` command: ``serve`` runs a node, ``token`` prints a signed token."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from chatrooms.ids import RoomId
+from chatrooms.permissions import Grant
+from signaling.auth import DEFAULT_TTL, TokenService
+from signaling.config import Settings, is_loopback
+
+SECRET_ENV = "CHATROOMS_SECRET"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatrooms", description="Live audio chatrooms")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a server node")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--secret",
+        default=os.environ.get(SECRET_ENV, ""),
+        help=f"token signing key (default: ${SECRET_ENV}; empty: random, guests only)",
+    )
+    guests = serve.add_mutually_exclusive_group()
+    guests.add_argument("--guests", dest="guests", action="store_true", default=None)
+    guests.add_argument("--no-guests", dest="guests", action="store_false")
+    serve.add_argument("--audio-slots", type=int, default=3)
+    serve.add_argument(
+        "--ice-address",
+        action="append",
+        default=[],
+        help="address to gather ICE candidates on (repeat; default: all but loopback)",
+    )
+    serve.add_argument("--log-level", default="INFO")
+
+    token = sub.add_parser("token", help="print a signed token")
+    token.add_argument("--user", required=True, help="user id")
+    token.add_argument("--name", required=True, help="display name")
+    token.add_argument("--room", help="room id for a grant")
+    token.add_argument("--role", choices=[g.value for g in Grant], help="grant in --room")
+    token.add_argument("--ttl", type=int, default=DEFAULT_TTL, help="seconds (default: a day)")
+    token.add_argument("--secret", default=os.environ.get(SECRET_ENV, ""))
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvloop
+    from aiohttp import web
+
+    from signaling.app import create_app
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    guest_mode = is_loopback(args.host) if args.guests is None else args.guests
+    settings = Settings(
+        host=args.host,
+        port=args.port,
+        secret=args.secret,
+        guest_mode=guest_mode,
+        audio_slots=args.audio_slots,
+        ice_addresses=tuple(args.ice_address),
+    )
+    if not settings.secret:
+        print(
+            f"note: no ${SECRET_ENV}: tokens from `chatrooms token` will not be accepted",
+            file=sys.stderr,
+        )
+    app = create_app(settings)
+    print(f"chatrooms on http://{args.host}:{args.port}/ (guests {'on' if guest_mode else 'off'})")
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        loop=uvloop.new_event_loop(),
+        print=None,
+        access_log=None,
+        shutdown_timeout=5.0,
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    if not args.secret:
+        print(f"error: set ${SECRET_ENV} or pass --secret", file=sys.stderr)
+        return 2
+    if (args.room is None) != (args.role is None):
+        print("error: --room and --role go together", file=sys.stderr)
+        return 2
+    grants = {RoomId(args.room): Grant(args.role)} if args.room else None
+    print(TokenService(args.secret).issue(args.user, args.name, grants=grants, ttl=args.ttl))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return _token(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Settings of one server node. Frozen: a running app never changes them."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # HS256 key for tokens. Empty: a random key per process (only guest tokens then work).
+    secret: str = ""
+    # Browsers may join as listeners with a generated identity, and create rooms.
+    guest_mode: bool = True
+    redis_url: str | None = None
+    node_id: str = ""  # empty: generated at start
+    static_dir: Path = DEFAULT_STATIC_DIR
+
+    # Wire limits.
+    max_message_size: int = 16 * 1024  # a bigger frame closes the connection with 1009
+    send_queue_size: int = 256  # frames waiting for one client before it is cut off
+    coalesce_drop_at: int = 64  # above this backlog, coalescible updates are dropped
+    commands_per_second: float = 20.0
+    command_burst: int = 40
+    heartbeat: float = 20.0
+    join_timeout: float = 10.0  # the first frame must be a join within this time
+
+    # Room behaviour.
+    stats_interval: float = 1.0  # listener counts are published at most this often
+    reconnect_grace: float = 20.0  # a dropped participant keeps their place this long
+    creator_grace: float = 60.0  # the creator of a room must connect within this time
+    kick_cooldown: float = 300.0
+    max_rooms: int = 10_000
+
+    # Media (used by the SFU).
+    audio_slots: int = 3
+    ice_addresses: tuple[str, ...] = ()  # empty: every non-loopback interface (aioice)
+    ice_servers: tuple[str, ...] = field(default=())  # STUN/TURN URLs handed to clients
+
+    @property
+    def on_loopback(self) -> bool:
+        return is_loopback(self.host)

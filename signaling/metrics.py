@@ -1,0 +1,86 @@
+"""Prometheus metrics of one node, in a registry of its own (no global state).
+
+Hot paths bump plain integers; the collector reads them at scrape time, so fan-out to
+thousands of connections pays nothing per frame for metrics.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from signaling.connection import Counters
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(slots=True)
+class Traffic:
+    """Inbound messages by type and errors by code."""
+
+    messages_in: Tally[str] = field(default_factory=Tally)
+    errors: Tally[str] = field(default_factory=Tally)
+    joins: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    connections: Callable[[], int]
+    rooms: Callable[[], int]
+    listeners: Callable[[], int]
+
+
+class _NodeCollector(Collector):
+    def __init__(self, traffic: Traffic, counters: Counters, gauges: Gauges) -> None:
+        self._traffic, self._counters, self._gauges = traffic, counters, gauges
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "chatrooms_connections", "Open WebSocket connections", self._gauges.connections()
+        )
+        yield GaugeMetricFamily("chatrooms_rooms", "Open rooms", self._gauges.rooms())
+        yield GaugeMetricFamily(
+            "chatrooms_listeners", "Listeners in open rooms", self._gauges.listeners()
+        )
+        inbound = CounterMetricFamily(
+            "chatrooms_messages_in", "Messages received, by type", labels=["type"]
+        )
+        for kind, n in sorted(self._traffic.messages_in.items()):
+            inbound.add_metric([kind], n)
+        yield inbound
+        yield CounterMetricFamily(
+            "chatrooms_messages_out", "Frames sent to clients", value=self._counters.frames_out
+        )
+        errors = CounterMetricFamily(
+            "chatrooms_errors", "Error replies and refusals, by code", labels=["code"]
+        )
+        for code, n in sorted(self._traffic.errors.items()):
+            errors.add_metric([code], n)
+        yield errors
+        yield CounterMetricFamily("chatrooms_joins", "Successful joins", value=self._traffic.joins)
+        yield CounterMetricFamily(
+            "chatrooms_coalesced_dropped",
+            "Coalescible updates replaced or dropped for slow clients",
+            value=self._counters.coalesced_dropped,
+        )
+        yield CounterMetricFamily(
+            "chatrooms_slow_consumers",
+            "Clients disconnected for falling behind",
+            value=self._counters.slow_consumers,
+        )
+
+
+class Metrics:
+    def __init__(self, traffic: Traffic, counters: Counters, gauges: Gauges) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_NodeCollector(traffic, counters, gauges))
+        # Process CPU and memory, read by the load-test harness.
+        ProcessCollector(registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
