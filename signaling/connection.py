@@ -20,7 +20,7 @@ from chatrooms.events import Event
 from chatrooms.ids import RoomId, UserId
 from signaling.auth import Identity
 from signaling.protocol.codec import EncodedOnce, Frame, WireFormat
-from signaling.protocol.schema import CLOSE_CODES, Bye, ByeReason, ServerMessage
+from signaling.protocol.schema import CLOSE_CODES, Ack, Bye, ByeReason, Error, ServerMessage
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Connection:
         self._coalesce_drop_at = coalesce_drop_at
         self._wakeup = asyncio.Event()
         self._pending: list[Event] = []  # events that arrived before the joined snapshot
-        self._close: tuple[int, str] | None = None
+        self._close: tuple[ByeReason, str] | None = None
         self.bucket = TokenBucket(rate=commands_per_second, burst=command_burst)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         self.last_snapshot: tuple[int, int] = (0, 0)  # (version, queue_version) sent
@@ -107,11 +107,11 @@ class Connection:
     # -------------------------------------------------------------- enqueueing
     def send(self, message: ServerMessage | EncodedOnce) -> None:
         """Queue a message without waiting. Never raises for a slow client."""
-        if self.state is ConnState.CLOSING:
-            return
         encoded = message if isinstance(message, EncodedOnce) else EncodedOnce(message)
-        frame = encoded.frame(self.fmt)
         msg = encoded.message
+        if self.state is ConnState.CLOSING and not isinstance(msg, Ack | Error):
+            return  # only replies to commands in flight still go out before the bye
+        frame = encoded.frame(self.fmt)
         if isinstance(msg, ServerMessage) and msg.coalescible:
             if self.state is ConnState.JOINING:
                 return  # the joined snapshot will carry the latest figures
@@ -150,13 +150,11 @@ class Connection:
         """Say why, flush what is queued (bounded), and close."""
         if self._close is not None:
             return
-        if self.state is not ConnState.CLOSING:
-            bye = EncodedOnce(Bye(reason=reason.value, message=message))
-            if len(self._queue) >= self._queue_size:
-                self._queue.clear()  # a slow client gets the reason, not the backlog
-            self._queue.append(bye.frame(self.fmt))
+        if reason is ByeReason.SLOW_CONSUMER:
+            self._queue.clear()  # a slow client gets the reason, not the backlog
+            self._coalesced.clear()
         self.state = ConnState.CLOSING
-        self._close = (CLOSE_CODES[reason], message)
+        self._close = (reason, message)
         self._wakeup.set()
 
     # --------------------------------------------------------------- writing
@@ -173,8 +171,10 @@ class Connection:
                     await self._send_frame(frame)
                     self._counters.frames_out += 1
                 if self._close is not None:
-                    code, message = self._close
-                    await self._close_transport(code, message.encode()[:120])
+                    reason, message = self._close
+                    bye = Bye(reason=reason.value, message=message)
+                    await self._send_frame(EncodedOnce(bye).frame(self.fmt))
+                    await self._close_transport(CLOSE_CODES[reason], message.encode()[:120])
                     return
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             # The peer went away (or we are shutting down): nothing more to write.

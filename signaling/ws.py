@@ -76,7 +76,8 @@ class WebSocketEndpoint:
             self._sockets.discard(ws)
             if conn is not None:
                 await self._service.disconnected(conn)
-                await conn.wait_closed(grace=1.0)
+                if not ws.closed:  # we are closing it (left): let the writer say bye
+                    await conn.wait_closed(grace=1.0)
                 conn.abort()
             if not ws.closed:
                 await ws.close()
@@ -243,8 +244,8 @@ class WebSocketEndpoint:
                 return
             if isinstance(cmd, s.Leave):
                 await self._service.leave(conn)
-                return
-            await self._service.execute(conn, cmd)
+            else:
+                await self._service.execute(conn, cmd)
         except ProtocolError as exc:
             conn.send(self._error(exc.code, exc.message, cmd.id))
             return

@@ -1,0 +1,104 @@
+"""The `chatrooms` command: `token` prints a verifiable token, `serve` runs a node."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+
+import aiohttp
+
+from chatrooms.ids import RoomId
+from chatrooms.permissions import Grant
+from signaling.auth import TokenService
+from signaling.cli import main
+
+KEY = "cli-test-secret-0123456789abcdef"
+
+
+def test_token_prints_a_signed_token_with_grant(capsys: object) -> None:
+    assert (
+        main(
+            [
+                "token",
+                "--user",
+                "u1",
+                "--name",
+                "Una",
+                "--room",
+                "r1",
+                "--role",
+                "host",
+                "--ttl",
+                "60",
+                "--secret",
+                KEY,
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.strip()  # type: ignore[attr-defined]
+    identity = TokenService(KEY).verify(out)
+    assert identity.user_id == "u1" and identity.name == "Una"
+    assert identity.grant_for(RoomId("r1")) is Grant.HOST
+
+
+def test_token_refuses_without_secret_or_half_a_grant(capsys: object) -> None:
+    env = os.environ.pop("CHATROOMS_SECRET", None)
+    try:
+        assert main(["token", "--user", "u", "--name", "U", "--secret", ""]) == 2
+        assert main(["token", "--user", "u", "--name", "U", "--room", "r", "--secret", KEY]) == 2
+    finally:
+        if env is not None:
+            os.environ["CHATROOMS_SECRET"] = env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_serve_answers_health_lobby_and_page() -> None:
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "signaling",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 30  # a bound on waiting, not an assertion
+            while True:
+                try:
+                    res = await session.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                except aiohttp.ClientConnectionError:
+                    assert time.monotonic() < deadline, "server did not start"
+                    await asyncio.sleep(0.1)
+            assert res.status == 200 and (await res.json())["status"] == "ok"
+            lobby = await session.get(f"http://127.0.0.1:{port}/api/rooms")
+            assert (await lobby.json()) == {"rooms": []}
+            page = await session.get(f"http://127.0.0.1:{port}/")
+            assert page.status == 200 and "<html" in await page.text()
+            # Guests are on by default on loopback: a guest may create a room.
+            guest = await (await session.post(f"http://127.0.0.1:{port}/api/guest", json={})).json()
+            created = await session.post(
+                f"http://127.0.0.1:{port}/api/rooms",
+                json={"title": "Hello"},
+                headers={"Authorization": "Bearer " + guest["token"]},
+            )
+            assert created.status == 201
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
