@@ -102,9 +102,7 @@ def create_app(settings: Settings) -> web.Application:
     app[NODE] = node
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        stats = asyncio.get_running_loop().create_task(
-            node.hub.run_stats(settings.stats_interval)
-        )
+        stats = asyncio.get_running_loop().create_task(node.hub.run_stats(settings.stats_interval))
         yield
         stats.cancel()
         with contextlib.suppress(asyncio.CancelledError):

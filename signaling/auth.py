@@ -37,9 +37,7 @@ class AuthError(Exception):
 class Identity:
     user_id: UserId
     name: str
-    grants: MappingProxyType[RoomId, Grant] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    grants: MappingProxyType[RoomId, Grant] = field(default_factory=lambda: MappingProxyType({}))
     guest: bool = False
 
     def grant_for(self, room_id: RoomId) -> Grant | None:
@@ -76,7 +74,7 @@ class TokenService:
 
     def issue_guest(self, name: str | None = None) -> tuple[Identity, str]:
         user_id = new_guest_id()
-        name = (name or "").strip()[:MAX_NAME] or f"Guest {user_id[len(GUEST_PREFIX):][:4]}"
+        name = (name or "").strip()[:MAX_NAME] or f"Guest {user_id[len(GUEST_PREFIX) :][:4]}"
         return Identity(user_id, name, guest=True), self.issue(user_id, name, guest=True)
 
     def verify(self, token: str) -> Identity:
