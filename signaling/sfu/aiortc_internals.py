@@ -54,7 +54,7 @@ import aiortc
 import pylibsrtp
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCDtlsTransport, RtpRouter
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtp import RtpPacket
 
@@ -107,6 +107,8 @@ def verify_internals() -> None:
     setup = inspect.getsource(RTCDtlsTransport._setup_srtp)
     need("self._tx_srtp = Session(" in setup, "RTCDtlsTransport._tx_srtp")
     need("self._rx_srtp = Session(" in setup, "RTCDtlsTransport._rx_srtp")
+    need("self._ssl = SSL.Connection(" in inspect.getsource(RTCDtlsTransport.start), "_ssl")
+    need(all(hasattr(p, "libsrtp_profile") for p in SRTP_PROFILES), "SRTP_PROFILES")
     for name in ("_register_rtp_sender", "_register_rtp_receiver", "_send_rtp"):
         need(hasattr(RTCDtlsTransport, name), f"RTCDtlsTransport.{name}")
     need(hasattr(RtpRouter, "route_rtp"), "RtpRouter.route_rtp")
@@ -391,6 +393,19 @@ def fast_path(pc: RTCPeerConnection) -> FastPath | None:
         sendto=sendto,
         addr=(str(pair.remote_addr[0]), int(pair.remote_addr[1])),
     )
+
+
+def srtp_profile(pc: RTCPeerConnection) -> int | None:
+    """The libsrtp profile (``pylibsrtp.Policy.SRTP_PROFILE_*``) DTLS negotiated."""
+    dtls = dtls_transport(pc)
+    if dtls is None or dtls._ssl is None:
+        return None
+    name = dtls._ssl.get_selected_srtp_profile()
+    for profile in SRTP_PROFILES:
+        if profile.openssl_profile == name:
+            value: int = profile.libsrtp_profile
+            return value
+    return None
 
 
 def install_fast_receive(
