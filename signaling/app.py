@@ -18,8 +18,10 @@ from signaling.config import Settings
 from signaling.connection import Counters
 from signaling.http_api import HttpApi, error_response
 from signaling.hub import Hub
+from signaling.media import MediaService, sfu_settings
 from signaling.metrics import Gauges, Metrics, Traffic
 from signaling.service import RoomService
+from signaling.sfu import Sfu
 from signaling.ws import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class Node:
     backends: Backends
     hub: Hub
     service: RoomService
+    media: MediaService
     endpoint: WebSocketEndpoint
     metrics: Metrics
     traffic: Traffic
@@ -46,8 +49,15 @@ def build_node(settings: Settings) -> Node:
     backends = make_backends(settings)
     hub = Hub(backends.store)
     tokens = TokenService(settings.secret)
+    media = MediaService(Sfu(sfu_settings(settings)), hub)
+    hub.observers.append(media.on_events)
     service = RoomService(
-        settings=settings, store=backends.store, bus=backends.bus, hub=hub, tokens=tokens
+        settings=settings,
+        store=backends.store,
+        bus=backends.bus,
+        hub=hub,
+        tokens=tokens,
+        media_config=media.config,
     )
     traffic, counters = Traffic(), Counters()
 
@@ -69,6 +79,7 @@ def build_node(settings: Settings) -> Node:
     )
     endpoint = WebSocketEndpoint(
         service=service,
+        media=media,
         traffic=traffic,
         counters=counters,
         guest_mode=settings.guest_mode,
@@ -80,7 +91,7 @@ def build_node(settings: Settings) -> Node:
         commands_per_second=settings.commands_per_second,
         command_burst=settings.command_burst,
     )
-    return Node(settings, backends, hub, service, endpoint, metrics, traffic, counters)
+    return Node(settings, backends, hub, service, media, endpoint, metrics, traffic, counters)
 
 
 @web.middleware
@@ -107,6 +118,7 @@ def create_app(settings: Settings) -> web.Application:
         stats.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await stats
+        await node.media.close()
         await node.service.close()
         await node.backends.close()
 

@@ -38,6 +38,17 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="address to gather ICE candidates on (repeat; default: all but loopback)",
     )
+    serve.add_argument("--media-bind", help="bind media UDP sockets here (e.g. 0.0.0.0)")
+    serve.add_argument("--public-ip", help="announce this address in candidates (1:1 NAT)")
+    serve.add_argument("--udp-ports", help="media UDP port range, MIN-MAX")
+    serve.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        help="STUN/TURN URL handed to clients (repeat), e.g. turn:turn.example.org:3478",
+    )
+    serve.add_argument("--turn-username", default=os.environ.get("CHATROOMS_TURN_USERNAME"))
+    serve.add_argument("--turn-password", default=os.environ.get("CHATROOMS_TURN_PASSWORD"))
     serve.add_argument("--log-level", default="INFO")
 
     token = sub.add_parser("token", help="print a signed token")
@@ -58,6 +69,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     guest_mode = is_loopback(args.host) if args.guests is None else args.guests
+    ports: tuple[int | None, int | None] = (None, None)
+    if args.udp_ports:
+        low, _, high = args.udp_ports.partition("-")
+        ports = (int(low), int(high))
     settings = Settings(
         host=args.host,
         port=args.port,
@@ -65,6 +80,13 @@ def _serve(args: argparse.Namespace) -> int:
         guest_mode=guest_mode,
         audio_slots=args.audio_slots,
         ice_addresses=tuple(args.ice_address),
+        media_bind_host=args.media_bind,
+        public_ip=args.public_ip,
+        udp_port_min=ports[0],
+        udp_port_max=ports[1],
+        ice_servers=tuple(args.ice_server),
+        turn_username=args.turn_username,
+        turn_password=args.turn_password,
     )
     if not settings.secret:
         print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -31,7 +31,7 @@ class Settings:
     static_dir: Path = DEFAULT_STATIC_DIR
 
     # Wire limits.
-    max_message_size: int = 16 * 1024  # a bigger frame closes the connection with 1009
+    max_message_size: int = 64 * 1024  # a bigger frame closes the connection with 1009
     send_queue_size: int = 256  # frames waiting for one client before it is cut off
     coalesce_drop_at: int = 64  # above this backlog, coalescible updates are dropped
     commands_per_second: float = 20.0
@@ -46,10 +46,18 @@ class Settings:
     kick_cooldown: float = 300.0
     max_rooms: int = 10_000
 
-    # Media (used by the SFU).
+    # Media (the SFU).
     audio_slots: int = 3
-    ice_addresses: tuple[str, ...] = ()  # empty: every non-loopback interface (aioice)
-    ice_servers: tuple[str, ...] = field(default=())  # STUN/TURN URLs handed to clients
+    ice_addresses: tuple[str, ...] = ()  # gather candidates here; empty: all but loopback
+    media_bind_host: str | None = None  # bind media sockets here (e.g. 0.0.0.0)
+    public_ip: str | None = None  # announce this address instead (1:1 NAT)
+    udp_port_min: int | None = None
+    udp_port_max: int | None = None
+    ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs handed to clients, never used here
+    turn_username: str | None = None  # credentials handed with the turn: URLs
+    turn_password: str | None = None
+    media_connect_timeout: float = 20.0
+    media_silence_timeout: float = 30.0
 
     @property
     def on_loopback(self) -> bool:

@@ -9,7 +9,7 @@ counts at most once per ``stats_interval``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from chatrooms.events import (
     Event,
@@ -37,9 +37,14 @@ def queue_audience(room: Room, event: Event) -> Iterator[UserId]:
         yield subject
 
 
+# Told of every batch of room events this node receives, after the fan-out.
+EventObserver = Callable[[RoomId, Room | None, Sequence[Event]], None]
+
+
 class Hub:
     def __init__(self, store: RoomStore) -> None:
         self._store = store
+        self.observers: list[EventObserver] = []
         self._rooms: dict[RoomId, dict[UserId, Connection]] = {}
         self._dirty: set[RoomId] = set()
         self._stats_sent: dict[RoomId, tuple[int, int]] = {}
@@ -89,9 +94,19 @@ class Hub:
     def on_events(self, room_id: RoomId, events: Sequence[Event]) -> None:
         conns = self._rooms.get(room_id)
         self._dirty.add(room_id)
-        if not conns:
-            return
         room = self._store.cached(room_id)
+        if conns:
+            self._fan_out(room_id, room, conns, events)
+        for observe in self.observers:
+            observe(room_id, room, events)
+
+    def _fan_out(
+        self,
+        room_id: RoomId,
+        room: Room | None,
+        conns: dict[UserId, Connection],
+        events: Sequence[Event],
+    ) -> None:
         for event in events:
             if event.visibility is Visibility.AUDIENCE:
                 continue

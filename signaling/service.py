@@ -75,8 +75,10 @@ class RoomService:
         bus: EventBus,
         hub: Hub,
         tokens: TokenService,
+        media_config: s.MediaConfig,
         clock: Clock = time.time,
     ) -> None:
+        self._media_config = media_config
         self._settings = settings
         self._store = store
         self._bus = bus
@@ -175,6 +177,7 @@ class RoomService:
                 you=s.You(user_id=identity.user_id, name=identity.name, guest=identity.guest),
                 snapshot=snap,
                 token=token,
+                media=self._media_config,
             ),
             snap.version,
             snap.queue_version,
@@ -233,11 +236,15 @@ class RoomService:
         events = await self._store.apply(conn.room_id, lambda r: handler(r, actor, cmd, now))
         await self._publish(conn.room_id, events)
 
-    def snapshot(self, conn: Connection) -> RoomSnapshot:
+    def room_of(self, conn: Connection) -> Room:
+        """This node's view of the connection's room (open)."""
         room = self._store.cached(conn.room_id)
         if room is None or not room.is_open:
             raise errors.RoomEnded("the room has ended")
-        return room.snapshot_for(conn.user_id)
+        return room
+
+    def snapshot(self, conn: Connection) -> RoomSnapshot:
+        return self.room_of(conn).snapshot_for(conn.user_id)
 
     async def _publish(self, room_id: RoomId, events: list[Event]) -> None:
         if not events:

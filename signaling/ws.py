@@ -18,6 +18,7 @@ from chatrooms import errors
 from chatrooms.ids import RoomId
 from signaling.auth import AuthError, AuthErrorCode, Identity
 from signaling.connection import Connection, Counters
+from signaling.media import MediaService
 from signaling.metrics import Traffic
 from signaling.protocol import schema as s
 from signaling.protocol.codec import (
@@ -37,6 +38,7 @@ class WebSocketEndpoint:
         self,
         *,
         service: RoomService,
+        media: MediaService,
         traffic: Traffic,
         counters: Counters,
         guest_mode: bool,
@@ -49,6 +51,7 @@ class WebSocketEndpoint:
         command_burst: int,
     ) -> None:
         self._service = service
+        self._media = media
         self._traffic = traffic
         self._counters = counters
         self._guest_mode = guest_mode
@@ -75,6 +78,7 @@ class WebSocketEndpoint:
         finally:
             self._sockets.discard(ws)
             if conn is not None:
+                await self._media.disconnected(conn)
                 await self._service.disconnected(conn)
                 if not ws.closed:  # we are closing it (left): let the writer say bye
                     await conn.wait_closed(grace=1.0)
@@ -242,7 +246,13 @@ class WebSocketEndpoint:
             if isinstance(cmd, s.Resync):
                 conn.send(s.Snapshot(snapshot=self._service.snapshot(conn)))
                 return
-            if isinstance(cmd, s.Leave):
+            if isinstance(cmd, s.RtcOffer):
+                answer = await self._media.offer(conn, self._service.room_of(conn), cmd.sdp)
+                conn.send(s.RtcAnswer(id=cmd.id, sdp=answer))
+                return  # the answer is the reply
+            if isinstance(cmd, s.RtcCandidate):
+                await self._media.candidate(conn, cmd)
+            elif isinstance(cmd, s.Leave):
                 await self._service.leave(conn)
             else:
                 await self._service.execute(conn, cmd)

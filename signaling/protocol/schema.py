@@ -35,6 +35,7 @@ class Range:
     hi: int
 
 
+MAX_SDP = 60_000  # characters; a browser offer with a few audio m-lines is ~5-10 KB
 UserIdField = Annotated[str, MaxLen(MAX_NAME)]
 RoomIdField = Annotated[str, MaxLen(64)]
 RequestId = Annotated[int, Range(0, 2**31 - 1)]
@@ -50,6 +51,8 @@ class ProtocolErrorCode(StrEnum):
     ALREADY_JOINED = "already_joined"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"  # the backend cannot take changes right now
+    INVALID_SDP = "invalid_sdp"  # an offer the SFU cannot answer
+    INVALID_CANDIDATE = "invalid_candidate"
     INTERNAL = "internal"
 
 
@@ -243,6 +246,29 @@ class EndRoom(Command):
     doc: ClassVar[str] = "End the room for everyone (host)."
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RtcOffer(Command):
+    type: ClassVar[str] = "rtc_offer"
+    doc: ClassVar[str] = (
+        "An SDP offer for this participant's one peer connection: first with K "
+        "(`joined.media.audio_slots`) recvonly audio transceivers; on stage, again with one "
+        "sendonly audio transceiver added. Answered by `rtc_answer`."
+    )
+    sdp: Annotated[str, MaxLen(MAX_SDP)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RtcCandidate(Command):
+    type: ClassVar[str] = "rtc_candidate"
+    doc: ClassVar[str] = (
+        "A trickled ICE candidate of the client (RTCIceCandidateInit); an empty "
+        "`candidate` means the end of candidates."
+    )
+    candidate: Annotated[str, MaxLen(1024)]
+    sdp_mid: Annotated[str, MaxLen(64)] | None = None
+    sdp_mline_index: Annotated[int, Range(0, 64)] | None = None
+
+
 COMMANDS: Final[MappingProxyType[str, type[Command]]] = MappingProxyType(
     {
         cls.type: cls
@@ -267,6 +293,8 @@ COMMANDS: Final[MappingProxyType[str, type[Command]]] = MappingProxyType(
             Lock,
             Unlock,
             EndRoom,
+            RtcOffer,
+            RtcCandidate,
         )
     }
 )
@@ -288,6 +316,23 @@ class You:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IceServerConfig:
+    """One RTCIceServer for the browser."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaConfig:
+    """How to set up the peer connection."""
+
+    audio_slots: int
+    ice_servers: tuple[IceServerConfig, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Joined(ServerMessage):
     type: ClassVar[str] = "joined"
     doc: ClassVar[str] = (
@@ -298,6 +343,7 @@ class Joined(ServerMessage):
     you: You
     snapshot: RoomSnapshot
     token: str | None
+    media: MediaConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -358,8 +404,53 @@ class Bye(ServerMessage):
     message: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RtcAnswer(ServerMessage):
+    type: ClassVar[str] = "rtc_answer"
+    doc: ClassVar[str] = (
+        "The SFU's SDP answer to `rtc_offer` (`id` echoes the offer's). It carries all "
+        "server candidates: the server does not trickle."
+    )
+    id: int | None
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RtcClosed(ServerMessage):
+    type: ClassVar[str] = "rtc_closed"
+    doc: ClassVar[str] = (
+        "The server closed this participant's peer connection (`reason`: failed, silent, "
+        "connect_timeout, peer_left, replaced, closed, shutdown). Offer a new one to go on."
+    )
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActiveSpeakersMessage(ServerMessage):
+    type: ClassVar[str] = "active_speakers"
+    doc: ClassVar[str] = (
+        "Who is talking now, loudest first (at most 4 updates a second); coalescible."
+    )
+    coalescible: ClassVar[bool] = True
+    user_ids: tuple[str, ...]
+
+
 SERVER_MESSAGES: Final[MappingProxyType[str, type[ServerMessage]]] = MappingProxyType(
-    {cls.type: cls for cls in (Joined, Snapshot, Ack, Error, Pong, RoomStats, Bye)}
+    {
+        cls.type: cls
+        for cls in (
+            Joined,
+            Snapshot,
+            Ack,
+            Error,
+            Pong,
+            RoomStats,
+            Bye,
+            RtcAnswer,
+            RtcClosed,
+            ActiveSpeakersMessage,
+        )
+    }
 )
 
 # Room events go on the wire as they are, under these type tags.

@@ -1,0 +1,190 @@
+"""The bridge between rooms and the SFU: peer connections of connected participants,
+who may be heard, and active speakers.
+
+Every node runs the same observer on the room events it receives, so the SFU of each
+node forwards exactly the users that the room says are on stage and unmuted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+
+from chatrooms.events import Event, RoomEndedEvent
+from chatrooms.ids import RoomId, UserId
+from chatrooms.room import Room
+from signaling.config import Settings
+from signaling.connection import Connection
+from signaling.hub import Hub
+from signaling.protocol import schema as s
+from signaling.protocol.codec import EncodedOnce, ProtocolError
+from signaling.sfu import (
+    ActiveSpeakers,
+    IceCandidateInit,
+    IceServer,
+    OfferError,
+    Session,
+    SessionClosed,
+    Sfu,
+    SfuSettings,
+)
+
+log = logging.getLogger(__name__)
+
+
+def sfu_settings(settings: Settings) -> SfuSettings:
+    servers = []
+    for url in settings.ice_servers:
+        turn = url.startswith(("turn:", "turns:"))
+        servers.append(
+            IceServer(
+                urls=(url,),
+                username=settings.turn_username if turn else None,
+                credential=settings.turn_password if turn else None,
+            )
+        )
+    return SfuSettings(
+        audio_slots=settings.audio_slots,
+        ice_gather_addresses=settings.ice_addresses,
+        bind_host=settings.media_bind_host,
+        public_ip=settings.public_ip,
+        udp_port_min=settings.udp_port_min,
+        udp_port_max=settings.udp_port_max,
+        ice_servers=tuple(servers),
+        connect_timeout=settings.media_connect_timeout,
+        silence_timeout=settings.media_silence_timeout,
+    )
+
+
+class MediaService:
+    def __init__(self, sfu: Sfu, hub: Hub) -> None:
+        self._sfu = sfu
+        self._hub = hub
+        # room -> user -> (the signaling connection that owns it, its session)
+        self._sessions: dict[RoomId, dict[UserId, tuple[Connection, Session]]] = {}
+        self._speaker_subs: dict[RoomId, Callable[[], None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.config = s.MediaConfig(
+            audio_slots=sfu.settings.audio_slots,
+            ice_servers=tuple(
+                s.IceServerConfig(urls=i.urls, username=i.username, credential=i.credential)
+                for i in sfu.settings.ice_servers
+            ),
+        )
+
+    @property
+    def sfu(self) -> Sfu:
+        return self._sfu
+
+    # ------------------------------------------------------------ signaling
+    async def offer(self, conn: Connection, room: Room, sdp: str) -> str:
+        """Answer a participant's offer, opening their session on the first one."""
+        current = self._owned(conn)
+        if current is None:
+            session = await self._sfu.open(
+                conn.room_id, conn.user_id, on_closed=lambda c: self._closed(conn, c)
+            )
+            self._sessions.setdefault(conn.room_id, {})[conn.user_id] = (conn, session)
+            self._watch_speakers(conn.room_id)
+            first = True
+        else:
+            session, first = current, False
+        self._sfu.set_audible(conn.room_id, conn.user_id, room.audible(conn.user_id))
+        try:
+            return await session.apply_offer(sdp)
+        except OfferError as exc:
+            if first:
+                await self._close_session(conn)
+            raise ProtocolError(s.ProtocolErrorCode.INVALID_SDP, str(exc)[:200]) from exc
+
+    def _owned(self, conn: Connection) -> Session | None:
+        """This connection's session (not one a newer connection of the user replaced)."""
+        entry = self._sessions.get(conn.room_id, {}).get(conn.user_id)
+        return entry[1] if entry is not None and entry[0] is conn else None
+
+    def _forget(self, room_id: RoomId, user_id: UserId, conn: Connection) -> bool:
+        users = self._sessions.get(room_id)
+        entry = users.get(user_id) if users else None
+        if users is None or entry is None or entry[0] is not conn:
+            return False
+        del users[user_id]
+        if not users:
+            del self._sessions[room_id]
+            unsubscribe = self._speaker_subs.pop(room_id, None)
+            if unsubscribe is not None:
+                unsubscribe()
+        return True
+
+    async def candidate(self, conn: Connection, cmd: s.RtcCandidate) -> None:
+        current = self._owned(conn)
+        if current is None:
+            raise ProtocolError(s.ProtocolErrorCode.INVALID_CANDIDATE, "send rtc_offer first")
+        init = None
+        if cmd.candidate:
+            init = IceCandidateInit(
+                candidate=cmd.candidate, sdp_mid=cmd.sdp_mid, sdp_mline_index=cmd.sdp_mline_index
+            )
+        try:
+            await current.add_candidate(init)
+        except ValueError as exc:
+            raise ProtocolError(s.ProtocolErrorCode.INVALID_CANDIDATE, str(exc)[:200]) from exc
+
+    def _closed(self, conn: Connection, closed: SessionClosed) -> None:
+        """The SFU ended a session (failed, silent, ...): tell its client, who may re-offer."""
+        if self._forget(RoomId(closed.room_id), UserId(closed.user_id), conn):
+            conn.send(s.RtcClosed(reason=closed.reason.value))
+
+    async def _close_session(self, conn: Connection) -> None:
+        session = self._owned(conn)
+        if session is not None:
+            self._forget(conn.room_id, conn.user_id, conn)
+            await session.close()
+
+    async def disconnected(self, conn: Connection) -> None:
+        """The signaling connection is gone: so is its peer connection."""
+        await self._close_session(conn)
+
+    # ------------------------------------------------------------ room state
+    def on_events(self, room_id: RoomId, room: Room | None, events: Sequence[Event]) -> None:
+        """Keep who may be heard in step with the room, on every node."""
+        if any(isinstance(e, RoomEndedEvent) for e in events):
+            self._sessions.pop(room_id, None)
+            unsubscribe = self._speaker_subs.pop(room_id, None)
+            if unsubscribe is not None:
+                unsubscribe()
+            self._spawn(self._sfu.close_room(room_id))
+            return
+        if room is None:
+            return
+        touched = {u for e in events if (u := getattr(e, "user_id", None)) is not None}
+        for user_id in touched:
+            self._sfu.set_audible(room_id, user_id, room.audible(UserId(user_id)))
+
+    def _watch_speakers(self, room_id: RoomId) -> None:
+        if room_id in self._speaker_subs:
+            return
+
+        def forward(update: ActiveSpeakers) -> None:
+            message = EncodedOnce(s.ActiveSpeakersMessage(user_ids=update.user_ids))
+            for conn in self._hub.connections(room_id):
+                conn.send(message)
+
+        self._speaker_subs[room_id] = self._sfu.on_active_speakers(room_id, forward)
+
+    def _spawn(self, coro: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await task
+        for unsubscribe in self._speaker_subs.values():
+            unsubscribe()
+        self._speaker_subs.clear()
+        self._sessions.clear()
+        with contextlib.suppress(Exception):
+            await self._sfu.close()
