@@ -86,6 +86,10 @@ def _validator(tp: Any) -> Validator:
                 raise _invalid(path, "must be a string")
             if max_len is not None and len(value) > max_len:
                 raise _invalid(path, f"at most {max_len} characters")
+            try:
+                value.encode("utf-8")  # lone surrogates could never be sent back out
+            except UnicodeEncodeError as exc:
+                raise _invalid(path, "must be valid Unicode") from exc
             return value
 
         return string
@@ -127,9 +131,9 @@ def build(cls: type[T], data: dict[str, Any], *, ignore: frozenset[str] = frozen
     """Check a decoded object against a schema dataclass and build it."""
     known = _fields_of(cast(Any, cls))
     names = {name for name, _, _ in known}
-    unknown = sorted(set(data) - names - ignore)
+    unknown = sorted(repr(k) for k in set(data) - names - ignore)  # keys may be bytes
     if unknown:
-        raise _invalid(unknown[0], "unknown field")
+        raise _invalid(unknown[0].strip("'\""), "unknown field")
     kwargs: dict[str, Any] = {}
     for name, check, required in known:
         if name in data:
@@ -145,7 +149,13 @@ def _loads(frame: Frame) -> Any:
             # Sizes are bounded by the WebSocket's max_msg_size before we get here.
             return msgpack.unpackb(frame, raw=False, strict_map_key=True)
         return json.loads(frame)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    except (
+        ValueError,
+        RecursionError,  # deeply nested JSON
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+    ) as exc:
         raise ProtocolError(ProtocolErrorCode.MALFORMED, f"cannot decode the frame: {exc}") from exc
 
 
@@ -154,7 +164,11 @@ def decode_command(frame: Frame) -> Command:
     if not isinstance(data, dict):
         raise ProtocolError(ProtocolErrorCode.INVALID_MESSAGE, "a message must be an object")
     raw_id = data.get("id")
-    request_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
+    request_id = (
+        raw_id
+        if isinstance(raw_id, int) and not isinstance(raw_id, bool) and 0 <= raw_id < 2**31
+        else None
+    )
     kind = data.get("type")
     if not isinstance(kind, str):
         raise ProtocolError(

@@ -555,3 +555,30 @@ def test_create_room_request_limits_are_inclusive() -> None:
         },
     )
     assert len(req.topics) == 5 and len(req.languages) == 5 and req.stage_size == 1
+
+
+# Regressions: bugs found while writing these tests.
+def test_mixed_bytes_and_str_unknown_keys_are_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_command(msgpack.packb({"type": "ping", b"x": 1, "y": 2}, use_bin_type=True))
+    assert info.value.code is s.ProtocolErrorCode.INVALID_FIELD
+
+
+def test_deeply_nested_json_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_command("[" * 5000)
+    assert info.value.code is s.ProtocolErrorCode.MALFORMED
+
+
+def test_lone_surrogates_are_refused() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_command('{"type": "join", "room_id": "r", "name": "\\ud800"}')
+    assert info.value.code is s.ProtocolErrorCode.INVALID_FIELD
+
+
+@pytest.mark.parametrize("raw_id", [-1, 2**31, 2**70])
+def test_out_of_range_ids_are_not_echoed(raw_id: int) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_command(f'{{"type": "nope", "id": {raw_id}}}')
+    assert info.value.request_id is None
+    encode(s.Error(code="x", message="m", id=info.value.request_id), WireFormat.MSGPACK)
