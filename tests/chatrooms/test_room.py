@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from chatrooms import errors
 from chatrooms.errors import ErrorCode
 from chatrooms.events import (
     EndReason,
+    Event,
     HandLowered,
     HandLoweredReason,
     HandRaised,
@@ -20,10 +23,12 @@ from chatrooms.events import (
     ParticipantJoined,
     ParticipantKicked,
     ParticipantLeft,
+    QueueEvent,
     RoleChanged,
     RoomEndedEvent,
     RoomLockChanged,
     SpeakerInvited,
+    Visibility,
 )
 from chatrooms.ids import UserId
 from chatrooms.permissions import Grant, Role
@@ -893,7 +898,7 @@ def test_versions_follow_visibility_over_a_session() -> None:
     room = make_room()
     seen_v: list[int] = []
     seen_q: list[int] = []
-    script = [
+    script: list[Callable[[], list[Event]]] = [
         lambda: join(room, MOD, Grant.MODERATOR),
         lambda: join(room, LIS),
         lambda: join(room, LIS2),
@@ -923,19 +928,17 @@ def test_versions_follow_visibility_over_a_session() -> None:
         assert events, step
         assert_versions(before, room, events)
         for e in events:
-            if e.visibility.value == "public":
+            if e.visibility is Visibility.PUBLIC:
                 seen_v.append(e.version)
-            elif e.visibility.value == "queue":
-                seen_q.append(e.queue_version)  # type: ignore[attr-defined]
+            elif isinstance(e, QueueEvent):
+                seen_q.append(e.queue_version)
     assert seen_v == list(range(1, len(seen_v) + 1))
     assert seen_q == list(range(1, len(seen_q) + 1))
     assert room.status is RoomStatus.ENDED
 
 
 def test_event_classes_have_expected_visibility() -> None:
-    from chatrooms.events import Visibility
-
-    public = [
+    public: list[type[Event]] = [
         ParticipantJoined,
         ParticipantLeft,
         RoleChanged,
@@ -945,8 +948,8 @@ def test_event_classes_have_expected_visibility() -> None:
         RoomLockChanged,
         RoomEndedEvent,
     ]
-    queue = [HandRaised, HandLowered, SpeakerInvited, InviteWithdrawn]
-    audience = [ListenerJoined, ListenerLeft]
+    queue: list[type[Event]] = [HandRaised, HandLowered, SpeakerInvited, InviteWithdrawn]
+    audience: list[type[Event]] = [ListenerJoined, ListenerLeft]
     assert all(c.visibility is Visibility.PUBLIC for c in public)
     assert all(c.visibility is Visibility.QUEUE for c in queue)
     assert all(c.visibility is Visibility.AUDIENCE for c in audience)
@@ -955,6 +958,7 @@ def test_event_classes_have_expected_visibility() -> None:
 def test_events_are_frozen() -> None:
     room = make_room()
     (event,) = join(room, LIS)
+    assert isinstance(event, ListenerJoined)
     with pytest.raises(AttributeError):
         event.user_id = HOST  # type: ignore[misc]
 
