@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     INVALID_TARGET = "invalid_target"
     INVALID_STATE = "invalid_state"
     INVALID_ARGUMENT = "invalid_argument"
+    UNAVAILABLE = "unavailable"  # the store cannot take changes now (e.g. Redis is down)
 
 
 class ChatroomsError(Exception):
@@ -75,3 +76,9 @@ class InvalidState(ChatroomsError):
 
 class InvalidArgument(ChatroomsError):
     code = ErrorCode.INVALID_ARGUMENT
+
+
+class Unavailable(ChatroomsError):
+    """Raised by a store that cannot take changes now; the command changed nothing."""
+
+    code = ErrorCode.UNAVAILABLE

@@ -1,4 +1,5 @@
-"""What the server must provide to run rooms: a store of room state and an event bus.
+"""What the server must provide to run rooms: a store of room state, an event bus, and
+presence (which node holds which participant).
 
 The embedded default implements these in memory; the Redis backend implements them
 for many nodes. Only the server's backend factory names the concrete classes.
@@ -6,34 +7,53 @@ for many nodes. Only the server's backend factory names the concrete classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Protocol
 
-from chatrooms.events import Event
-from chatrooms.ids import RoomId
+from chatrooms.events import Event, LeaveReason
+from chatrooms.ids import RoomId, UserId
+from chatrooms.permissions import Grant
 from chatrooms.room import Room
 from chatrooms.snapshot import RoomInfo
 
 RoomCommand = Callable[[Room], list[Event]]
-EventHandler = Callable[[RoomId, Sequence[Event]], None]
+EventHandler = Callable[[RoomId, Sequence[Event]], Awaitable[None] | None]
+# Called for each participant of a node that died: remove them from the room.
+Evict = Callable[[RoomId, UserId], Awaitable[None]]
 
 
 class RoomStore(Protocol):
     async def create(self, room: Room) -> None:
         """Store a new room; raises if the id is taken."""
 
-    async def apply(self, room_id: RoomId, command: RoomCommand) -> list[Event]:
-        """Run a command on the room atomically, with a version check, and store the result.
+    async def apply(
+        self, room_id: RoomId, command: RoomCommand, involved: Collection[UserId] = ()
+    ) -> list[Event]:
+        """Run a command on the room atomically, with a version check, store the result,
+        and publish its events on the bus in commit order.
 
-        The command may raise a ``ChatroomsError``: then nothing is stored. Raises
-        ``RoomNotFound`` when there is no such room.
+        ``involved`` names the users the command reads (actor, target): a store that
+        keeps the audience apart loads just those. The command may raise a
+        ``ChatroomsError``: then nothing is stored. Raises ``RoomNotFound`` when there
+        is no such room, ``Unavailable`` when the store cannot take changes now.
         """
+
+    async def join(
+        self, room_id: RoomId, user_id: UserId, name: str, *, now: float, grant: Grant | None
+    ) -> list[Event]:
+        """``Room.join``; a plain listener's join may take a faster path than ``apply``."""
+
+    async def leave(self, room_id: RoomId, user_id: UserId, reason: LeaveReason) -> list[Event]:
+        """``Room.leave``; a plain listener's leave may take a faster path than ``apply``."""
 
     def cached(self, room_id: RoomId) -> Room | None:
         """This node's latest view of a room, for routing and snapshots (never mutated)."""
 
     async def load(self, room_id: RoomId) -> Room | None:
         """The room as stored now (refreshes the cached view)."""
+
+    async def refresh_counts(self, room_ids: Iterable[RoomId]) -> None:
+        """Bring the cached listener counts of these rooms up to date (all nodes)."""
 
     async def list_rooms(self) -> list[RoomInfo]:
         """Every open room, for the lobby."""
@@ -42,12 +62,33 @@ class RoomStore(Protocol):
         """Forget an ended room."""
 
 
-class EventBus(Protocol):
-    async def publish(self, room_id: RoomId, events: Sequence[Event]) -> None:
-        """Deliver events, in order, to every node subscribed to the room (this one too)."""
+Resync = Callable[[RoomId], Awaitable[None] | None]
 
-    async def subscribe(self, room_id: RoomId, handler: EventHandler) -> None: ...
+
+class EventBus(Protocol):
+    # Told of each room after the bus reconnected: events may have been missed.
+    on_resync: Resync | None
+
+    async def subscribe(self, room_id: RoomId, handler: EventHandler) -> None:
+        """Deliver the room's events, in commit order, to ``handler`` on this node."""
 
     async def unsubscribe(self, room_id: RoomId) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Presence(Protocol):
+    """Which node holds each participant, so a dead node's participants can be removed."""
+
+    node_id: str
+
+    async def claim(self, room_id: RoomId, user_id: UserId) -> None:
+        """This node now holds the participant (a join or a reconnect here)."""
+
+    async def release(self, room_id: RoomId, user_id: UserId) -> bool:
+        """This node lets go; False if another node holds the participant now."""
+
+    async def start(self, evict: Evict) -> None:
+        """Begin heartbeats and watching for dead nodes."""
 
     async def close(self) -> None: ...

@@ -55,6 +55,7 @@ def build_node(settings: Settings) -> Node:
         settings=settings,
         store=backends.store,
         bus=backends.bus,
+        presence=backends.presence,
         hub=hub,
         tokens=tokens,
         media_config=media.config,
@@ -113,6 +114,8 @@ def create_app(settings: Settings) -> web.Application:
     app[NODE] = node
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        node.backends.bus.on_resync = node.hub.resync
+        await node.backends.presence.start(node.service.evict)
         stats = asyncio.get_running_loop().create_task(node.hub.run_stats(settings.stats_interval))
         yield
         stats.cancel()

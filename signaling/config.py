@@ -26,7 +26,10 @@ class Settings:
     secret: str = ""
     # Browsers may join as listeners with a generated identity, and create rooms.
     guest_mode: bool = True
-    redis_url: str | None = None
+    redis_url: str | None = None  # None: the embedded in-memory backend
+    redis_timeout: float = 2.0
+    node_heartbeat: float = 2.0  # seconds between this node's heartbeats in Redis
+    node_ttl: float = 10.0  # a node silent this long is dead: others remove its people
     node_id: str = ""  # empty: generated at start
     static_dir: Path = DEFAULT_STATIC_DIR
 

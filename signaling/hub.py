@@ -9,8 +9,10 @@ counts at most once per ``stats_interval``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 
+from chatrooms.errors import ChatroomsError
 from chatrooms.events import (
     Event,
     ParticipantBanned,
@@ -167,7 +169,22 @@ class Hub:
             sent += 1
         return sent
 
+    def resync(self, room_id: RoomId) -> None:
+        """Events may have been missed: every local client gets the room afresh."""
+        room = self._store.cached(room_id)
+        if room is None:
+            return
+        for conn in self.connections(room_id):
+            conn.send(Snapshot(snapshot=room.snapshot_for(conn.user_id)))
+        self._dirty.add(room_id)
+
     async def run_stats(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
+            rooms = self.room_ids()
+            # Other nodes' joins send no events: counts are read from the store. If the
+            # store is away, the last counts stand.
+            with contextlib.suppress(ChatroomsError):
+                await self._store.refresh_counts(rooms)
+            self._dirty.update(rooms)
             self.publish_stats()

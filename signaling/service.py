@@ -19,7 +19,7 @@ from chatrooms import errors
 from chatrooms.events import Event, LeaveReason, RoomEndedEvent
 from chatrooms.ids import RoomId, UserId, new_room_id
 from chatrooms.permissions import Grant
-from chatrooms.ports import EventBus, RoomStore
+from chatrooms.ports import EventBus, Presence, RoomStore
 from chatrooms.room import Room
 from chatrooms.snapshot import RoomInfo, RoomSnapshot
 from signaling.auth import Identity, TokenService
@@ -73,6 +73,7 @@ class RoomService:
         settings: Settings,
         store: RoomStore,
         bus: EventBus,
+        presence: Presence,
         hub: Hub,
         tokens: TokenService,
         media_config: s.MediaConfig,
@@ -82,6 +83,7 @@ class RoomService:
         self._settings = settings
         self._store = store
         self._bus = bus
+        self._presence = presence
         self._hub = hub
         self._tokens = tokens
         self._clock = clock
@@ -113,6 +115,7 @@ class RoomService:
             kick_cooldown=self._settings.kick_cooldown,
         )
         await self._store.create(room)
+        await self._presence.claim(room.room_id, identity.user_id)
         self._rooms_created += 1
         # The creator is on stage from the start; if they never connect, hand over.
         self._schedule_removal(room.room_id, identity.user_id, self._settings.creator_grace)
@@ -143,14 +146,12 @@ class RoomService:
         replaced = self._hub.attach(conn)
         try:
             await self._bus.subscribe(room_id, self._hub.on_events)
-            events = await self._store.apply(
+            events = await self._store.join(
                 room_id,
-                lambda r: r.join(
-                    identity.user_id,
-                    name or identity.name,
-                    now=self._clock(),
-                    grant=identity.grant_for(room_id),
-                ),
+                identity.user_id,
+                name or identity.name,
+                now=self._clock(),
+                grant=identity.grant_for(room_id),
             )
         except BaseException:
             self._hub.detach(conn)
@@ -160,10 +161,11 @@ class RoomService:
                 await self._bus.unsubscribe(room_id)
             raise
         self._cancel_removal(room_id, identity.user_id)
+        await self._presence.claim(room_id, identity.user_id)
         if replaced is not None:
             replaced.left = True  # its user is still here, on the new connection
             replaced.close(s.ByeReason.REPLACED, "you joined this room from another connection")
-        await self._publish(room_id, events)
+        await self._after(room_id, events)
         room = self._store.cached(room_id)
         if room is None:  # ended while we joined
             raise errors.RoomEnded("the room has ended")
@@ -186,6 +188,7 @@ class RoomService:
 
     async def leave(self, conn: Connection) -> None:
         conn.left = True
+        await self._presence.release(conn.room_id, conn.user_id)
         await self._remove(conn.room_id, conn.user_id, LeaveReason.LEFT)
         conn.close(s.ByeReason.LEFT, "you left the room")
 
@@ -213,18 +216,25 @@ class RoomService:
         self._grace.pop((room_id, user_id), None)
         if self._hub.connection(room_id, user_id) is not None:
             return  # came back
-        task = asyncio.get_running_loop().create_task(
-            self._remove(room_id, user_id, LeaveReason.DISCONNECTED)
-        )
+        task = asyncio.get_running_loop().create_task(self._expire(room_id, user_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _expire(self, room_id: RoomId, user_id: UserId) -> None:
+        """The grace is over: remove them, unless they came back on another node."""
+        if await self._presence.release(room_id, user_id):
+            await self._remove(room_id, user_id, LeaveReason.DISCONNECTED)
+
+    async def evict(self, room_id: RoomId, user_id: UserId) -> None:
+        """A participant of a dead node: remove them as if they had dropped."""
+        await self._remove(room_id, user_id, LeaveReason.DISCONNECTED)
+
     async def _remove(self, room_id: RoomId, user_id: UserId, reason: LeaveReason) -> None:
         try:
-            events = await self._store.apply(room_id, lambda r: r.leave(user_id, reason=reason))
+            events = await self._store.leave(room_id, user_id, reason)
         except errors.ChatroomsError:
             return  # already gone (kicked, ended, or never there)
-        await self._publish(room_id, events)
+        await self._after(room_id, events)
 
     # ------------------------------------------------------------ commands
     async def execute(self, conn: Connection, cmd: s.Command) -> None:
@@ -233,8 +243,11 @@ class RoomService:
             raise errors.InvalidArgument(f"{cmd.type} is not a room command")
         actor = conn.user_id
         now = self._clock()
-        events = await self._store.apply(conn.room_id, lambda r: handler(r, actor, cmd, now))
-        await self._publish(conn.room_id, events)
+        involved = [actor] + ([t] if (t := _maybe_target(cmd)) is not None else [])
+        events = await self._store.apply(
+            conn.room_id, lambda r: handler(r, actor, cmd, now), involved
+        )
+        await self._after(conn.room_id, events)
 
     def room_of(self, conn: Connection) -> Room:
         """This node's view of the connection's room (open)."""
@@ -246,10 +259,8 @@ class RoomService:
     def snapshot(self, conn: Connection) -> RoomSnapshot:
         return self.room_of(conn).snapshot_for(conn.user_id)
 
-    async def _publish(self, room_id: RoomId, events: list[Event]) -> None:
-        if not events:
-            return
-        await self._bus.publish(room_id, events)
+    async def _after(self, room_id: RoomId, events: list[Event]) -> None:
+        """The store has published the events; an ended room is forgotten."""
         if any(isinstance(e, RoomEndedEvent) for e in events):
             for key in [k for k in self._grace if k[0] == room_id]:
                 self._cancel_removal(*key)

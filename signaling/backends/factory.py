@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from chatrooms.ports import EventBus, RoomStore
-from signaling.backends.memory import MemoryEventBus, MemoryRoomStore
+import redis.asyncio as aioredis
+
+from chatrooms.ports import EventBus, Presence, RoomStore
+from signaling.backends.memory import MemoryEventBus, MemoryPresence, MemoryRoomStore
+from signaling.backends.redis_bus import RedisEventBus
+from signaling.backends.redis_presence import RedisPresence
+from signaling.backends.redis_store import RedisRoomStore
 from signaling.config import Settings
 
 
@@ -13,12 +18,32 @@ from signaling.config import Settings
 class Backends:
     store: RoomStore
     bus: EventBus
+    presence: Presence
+    redis: aioredis.Redis | None = field(default=None)
 
     async def close(self) -> None:
+        await self.presence.close()
         await self.bus.close()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 def make_backends(settings: Settings) -> Backends:
-    if settings.redis_url:
-        raise NotImplementedError("the Redis backend is not available yet; run without --redis")
-    return Backends(store=MemoryRoomStore(), bus=MemoryEventBus())
+    if not settings.redis_url:
+        bus = MemoryEventBus()
+        return Backends(store=MemoryRoomStore(bus), bus=bus, presence=MemoryPresence())
+    client = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        health_check_interval=10,
+    )
+    store = RedisRoomStore(client)
+    return Backends(
+        store=store,
+        bus=RedisEventBus(client, store),
+        presence=RedisPresence(
+            client, settings.node_id, heartbeat=settings.node_heartbeat, ttl=settings.node_ttl
+        ),
+        redis=client,
+    )

@@ -1,60 +1,32 @@
-"""The embedded default: room state and events in this process's memory."""
+"""The embedded default: room state, events and presence in this process's memory."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Collection, Iterable, Sequence
 
 from chatrooms import errors
-from chatrooms.events import Event
-from chatrooms.ids import RoomId
-from chatrooms.ports import EventHandler, RoomCommand
+from chatrooms.events import Event, LeaveReason
+from chatrooms.ids import RoomId, UserId
+from chatrooms.permissions import Grant
+from chatrooms.ports import EventHandler, Evict, Resync, RoomCommand
 from chatrooms.room import Room
 from chatrooms.snapshot import RoomInfo
 
 
-class MemoryRoomStore:
-    """Rooms as live objects. A command runs to completion without awaiting, so it is atomic."""
-
-    def __init__(self) -> None:
-        self._rooms: dict[RoomId, Room] = {}
-
-    async def create(self, room: Room) -> None:
-        if room.room_id in self._rooms:
-            raise errors.InvalidState("a room with this id exists")
-        self._rooms[room.room_id] = room
-
-    async def apply(self, room_id: RoomId, command: RoomCommand) -> list[Event]:
-        room = self._rooms.get(room_id)
-        if room is None:
-            raise errors.RoomNotFound("no such room")
-        return command(room)
-
-    def cached(self, room_id: RoomId) -> Room | None:
-        return self._rooms.get(room_id)
-
-    async def load(self, room_id: RoomId) -> Room | None:
-        return self._rooms.get(room_id)
-
-    async def list_rooms(self) -> list[RoomInfo]:
-        return [room.info() for room in self._rooms.values() if room.is_open]
-
-    async def drop(self, room_id: RoomId) -> None:
-        self._rooms.pop(room_id, None)
-
-    def __len__(self) -> int:
-        return len(self._rooms)
-
-
 class MemoryEventBus:
-    """Calls the one local subscriber of a room synchronously, in publish order."""
+    """Calls the one local subscriber of a room, in commit order."""
 
     def __init__(self) -> None:
         self._handlers: dict[RoomId, EventHandler] = {}
+        self.on_resync: Resync | None = None  # never needed: nothing is ever missed
 
-    async def publish(self, room_id: RoomId, events: Sequence[Event]) -> None:
+    async def deliver(self, room_id: RoomId, events: Sequence[Event]) -> None:
         handler = self._handlers.get(room_id)
         if handler is not None and events:
-            handler(room_id, events)
+            result = handler(room_id, events)
+            if inspect.isawaitable(result):
+                await result
 
     async def subscribe(self, room_id: RoomId, handler: EventHandler) -> None:
         self._handlers[room_id] = handler
@@ -64,3 +36,67 @@ class MemoryEventBus:
 
     async def close(self) -> None:
         self._handlers.clear()
+
+
+class MemoryRoomStore:
+    """Rooms as live objects. A command runs to completion without awaiting, so it is atomic."""
+
+    def __init__(self, bus: MemoryEventBus) -> None:
+        self._rooms: dict[RoomId, Room] = {}
+        self._bus = bus
+
+    async def create(self, room: Room) -> None:
+        if room.room_id in self._rooms:
+            raise errors.InvalidState("a room with this id exists")
+        self._rooms[room.room_id] = room
+
+    async def apply(
+        self, room_id: RoomId, command: RoomCommand, involved: Collection[UserId] = ()
+    ) -> list[Event]:
+        room = self._rooms.get(room_id)
+        if room is None:
+            raise errors.RoomNotFound("no such room")
+        events = command(room)
+        await self._bus.deliver(room_id, events)
+        return events
+
+    async def join(
+        self, room_id: RoomId, user_id: UserId, name: str, *, now: float, grant: Grant | None
+    ) -> list[Event]:
+        return await self.apply(room_id, lambda r: r.join(user_id, name, now=now, grant=grant))
+
+    async def leave(self, room_id: RoomId, user_id: UserId, reason: LeaveReason) -> list[Event]:
+        return await self.apply(room_id, lambda r: r.leave(user_id, reason=reason))
+
+    def cached(self, room_id: RoomId) -> Room | None:
+        return self._rooms.get(room_id)
+
+    async def load(self, room_id: RoomId) -> Room | None:
+        return self._rooms.get(room_id)
+
+    async def refresh_counts(self, room_ids: Iterable[RoomId]) -> None:
+        return None  # the live objects are the counts
+
+    async def list_rooms(self) -> list[RoomInfo]:
+        return [room.info() for room in self._rooms.values() if room.is_open]
+
+    async def drop(self, room_id: RoomId) -> None:
+        self._rooms.pop(room_id, None)
+
+
+class MemoryPresence:
+    """One node: everyone is here, and no other node can die."""
+
+    node_id = "embedded"
+
+    async def claim(self, room_id: RoomId, user_id: UserId) -> None:
+        return None
+
+    async def release(self, room_id: RoomId, user_id: UserId) -> bool:
+        return True
+
+    async def start(self, evict: Evict) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

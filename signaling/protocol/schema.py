@@ -50,7 +50,6 @@ class ProtocolErrorCode(StrEnum):
     NOT_JOINED = "not_joined"  # the first command must be join
     ALREADY_JOINED = "already_joined"
     RATE_LIMITED = "rate_limited"
-    UNAVAILABLE = "unavailable"  # the backend cannot take changes right now
     INVALID_SDP = "invalid_sdp"  # an offer the SFU cannot answer
     INVALID_CANDIDATE = "invalid_candidate"
     INTERNAL = "internal"
