@@ -139,7 +139,7 @@ def build_report(
         exp = expected_by_s.get(sec, 0)
         audio_timeline.append(
             {
-                "t": sec - t0,
+                "t": _r(sec - t0),
                 "expected": exp,
                 "received": received_by_s.get(sec, 0),
                 "loss_pct": _r(100.0 * max(0, exp - received_by_s.get(sec, 0)) / exp)
@@ -400,8 +400,7 @@ def _plots(
 def write_report(report: dict[str, Any], out: Path, quiet: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     lines = summary_lines(report)
-    if not quiet:
-        print("\n".join(lines), flush=True)
+    print("\n".join(lines), flush=True)
     join_ms = report.pop("_join_ms", None)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     plots = _plots(report, out, join_ms)
@@ -417,5 +416,4 @@ def write_report(report: dict[str, Any], out: Path, quiet: bool = False) -> None
         f"<table>{table}</table>{body}"
         "<p>All figures: <a href='report.json'>report.json</a></p>\n"
     )
-    if not quiet:
-        print(f"report: {out / 'report.json'}  {out / 'report.html'}", flush=True)
+    print(f"report: {out / 'report.json'}  {out / 'report.html'}", flush=True)

@@ -349,7 +349,7 @@ class Coordinator:
                 "failed": failed,
                 "reconnected": self._sum("reconnected"),
                 "join_rate": rate,
-                "media": self._sum("media_ready"),
+                "media": self._sum("media_live"),
                 "audio": self._sum("audio_received"),
             }
             self.progress_log.append(line)

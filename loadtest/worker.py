@@ -67,6 +67,7 @@ class AudioStats:
         default_factory=lambda: defaultdict(lambda: array.array("f"))
     )
     ready: int = 0
+    live: int = 0
     failed: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
 
@@ -137,6 +138,7 @@ class MediaListener(Listener):
             room, start, _ = self.audio.windows[self.window]
             self.audio.windows[self.window] = (room, start, now)
             self.window = -1
+            self.audio.live -= 1
 
     def end(self, at: float) -> None:
         self._end_window(at)
@@ -175,6 +177,7 @@ class MediaListener(Listener):
             self.audio.failed["no_fast_path"] += 1
             return
         self.audio.ready += 1
+        self.audio.live += 1
         self.window_start = time.time() + MEDIA_SETTLE
         self.window = len(self.audio.windows)
         self.audio.windows.append((self.spec.room, self.window_start, -1.0))
@@ -321,6 +324,7 @@ def _progress(stats: JoinStats, audio: AudioStats) -> dict[str, Any]:
         "live": stats.live,
         "reconnected": stats.reconnected,
         "media_ready": audio.ready,
+        "media_live": audio.live,
         "audio_received": audio.received,
     }
 

@@ -1,0 +1,38 @@
+"""node-kill: two nodes on a shared Redis; one is SIGKILLed mid-run and its listeners
+reconnect to the other.
+
+Needs the Redis backend wired into `chatrooms serve --redis`. Off until it lands:
+set CHATROOMS_TEST_NODE_KILL=1 to run it (or delete the skipif to enable it for good).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.loadtest.conftest import loadtest
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CHATROOMS_TEST_NODE_KILL") != "1",
+    reason="needs `chatrooms serve --redis` (set CHATROOMS_TEST_NODE_KILL=1)",
+)
+
+
+def test_node_kill(out: Path) -> None:
+    report = loadtest(
+        out, "cluster", "--nodes", "2", "--scenario", "node-kill", "--listeners", "200",
+        "--media-listeners", "10", "--speakers", "1", "--workers", "2", "--duration", "20",
+        "--kill-after", "5",
+    )  # fmt: skip
+    assert report["listeners_joined"] == report["listeners_target"] == 210
+    kill = report["node_kill"]
+    assert kill is not None and kill["listeners_dropped"] >= 100  # half of them were there
+    assert kill["back_within_10s_pct"] == 100.0
+    assert kill["state_unchanged"] is True
+    assert report["reconnected"] >= kill["listeners_dropped"]
+    assert report["media_listeners_ready"] >= 10
+    # after the reconnections every media listener hears the speaker again
+    tail = [x for x in report["audio_timeline"] if x["t"] > kill["t"] + 10 and x["expected"]]
+    assert tail and all(x["loss_pct"] < 5 for x in tail[:-1])
