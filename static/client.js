@@ -438,6 +438,7 @@ export class RoomClient extends EventTarget {
       }
       case "participant_kicked":
       case "participant_banned":
+        if (isMe && ev.type === "participant_kicked") this.kickedUntil = ev.until;
         dropFromStage(ev.user_id);
         dropFromQueue(ev.user_id);
         break;

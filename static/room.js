@@ -169,12 +169,16 @@ export class RoomView {
           this.stageEl,
         ),
         h(
-          "section",
-          { class: "panel", "aria-labelledby": "audience-heading" },
-          h("h2", { id: "audience-heading" }, t("room.audience")),
-          this.audienceEl,
+          "div",
+          { class: "room-columns" },
+          h(
+            "section",
+            { class: "panel", "aria-labelledby": "audience-heading" },
+            h("h2", { id: "audience-heading" }, t("room.audience")),
+            this.audienceEl,
+          ),
+          this.modEl,
         ),
-        this.modEl,
         this.controlsEl,
       ),
     );
@@ -356,7 +360,11 @@ export class RoomView {
               class: `button button-small${a === "kick" || a === "ban" ? " button-danger" : ""}`,
               "data-action": a,
               "data-key": `act-${a}-${target.user_id}`,
-              onclick: () => this.moderate(a, target),
+              onclick: (e) => {
+                const menu = e.currentTarget.closest("details");
+                if (menu) menu.open = false;
+                this.moderate(a, target);
+              },
             },
             t(ACTION_KEYS[a]),
           ),
@@ -702,8 +710,14 @@ export class RoomView {
     setStatus(null);
     clearInterval(this.tick);
     let text = t(CLOSED_KEYS[why.code] || "closed.other");
-    if (why.code === "kicked" && why.retryAfter) {
-      text = `${text} ${t("closed.retry_after", { minutes: Math.max(1, Math.ceil(why.retryAfter / 60)) })}`;
+    // How long until a kicked user may come back: from the join refusal, or from the
+    // participant_kicked event that came just before the bye.
+    let wait = why.retryAfter;
+    if (wait == null && why.code === "kicked" && this.client.kickedUntil) {
+      wait = this.client.kickedUntil - Date.now() / 1000;
+    }
+    if (why.code === "kicked" && wait > 0) {
+      text = `${text} ${t("closed.retry_after", { minutes: Math.max(1, Math.ceil(wait / 60)) })}`;
     }
     const back = h("a", { class: "button button-primary", href: "#/", "data-testid": "back-to-lobby" }, t("closed.back"));
     this.root.replaceChildren(

@@ -87,6 +87,7 @@ class Users:
         width: int = 1280,
         height: int = 860,
         path: str = "/",
+        init_script: str | None = None,
     ) -> Page:
         context = await self.browser.new_context(
             locale=locale,
@@ -94,6 +95,8 @@ class Users:
             base_url=self.base_url,
         )
         context.set_default_timeout(20_000)
+        if init_script:
+            await context.add_init_script(init_script)
         self.contexts.append(context)
         page = await context.new_page()
         log = self.logs.setdefault(name, [])

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
 
 WAIT = 30.0  # seconds: generous, conditions are polled; nothing asserts on elapsed time
 
@@ -68,3 +68,42 @@ async def role(page: Page) -> str | None:
         "window.chatrooms?.client?.snap?.you ? window.chatrooms.client.snap.you.role : null"
     )
     return value
+
+
+async def create_room(
+    page: Page, *, name: str, title: str, topics: str, languages: str, stage: int = 5
+) -> str:
+    """Fill the lobby's form as a new guest; returns the room id from the URL."""
+    await page.get_by_test_id("guest-name").fill(name)
+    await page.get_by_test_id("create-title").fill(title)
+    await page.get_by_test_id("create-topics").fill(topics)
+    await page.get_by_test_id("create-languages").fill(languages)
+    await page.get_by_test_id("create-stage-size").fill(str(stage))
+    await page.get_by_test_id("create-submit").click()
+    await expect(page.get_by_test_id("room-title")).to_have_text(title)
+    return page.url.rsplit("/", 1)[-1]
+
+
+async def join_from_lobby(page: Page, *, name: str, title: str) -> None:
+    """As a new guest called ``name``, join the room called ``title`` from the lobby."""
+    await page.get_by_test_id("guest-name").fill(name)
+    card = page.get_by_test_id("room-card").filter(has_text=title)
+    await card.get_by_test_id("join-room").click()
+    await expect(page.get_by_test_id("room-title")).to_have_text(title)
+
+
+async def media_connected(page: Page) -> None:
+    await eventually(
+        lambda: inbound(page), lambda s: s["state"] == "connected", what="peer connection"
+    )
+
+
+def tile(page: Page, name: str) -> Any:
+    return page.get_by_test_id("stage-member").filter(has_text=name)
+
+
+async def moderate(page: Page, name: str, action: str) -> None:
+    """Open the Manage menu of the stage member called ``name`` and choose ``action``."""
+    member = tile(page, name)
+    await member.get_by_test_id("manage").click()
+    await member.locator(f'[data-action="{action}"]').click()

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from tests.browser.conftest import Users
-
-
-async def create_room(
-    page: Page, *, name: str, title: str, topics: str, languages: str, stage: int = 5
-) -> str:
-    """Fill the lobby's form as a new guest; returns the room id from the URL."""
-    await page.get_by_test_id("guest-name").fill(name)
-    await page.get_by_test_id("create-title").fill(title)
-    await page.get_by_test_id("create-topics").fill(topics)
-    await page.get_by_test_id("create-languages").fill(languages)
-    await page.get_by_test_id("create-stage-size").fill(str(stage))
-    await page.get_by_test_id("create-submit").click()
-    await expect(page.get_by_test_id("room-title")).to_have_text(title)
-    return page.url.rsplit("/", 1)[-1]
+from tests.browser.helpers import create_room
 
 
 async def test_create_a_room_and_find_it_by_topic_and_language(users: Users) -> None:
