@@ -100,6 +100,8 @@ export class RoomView {
         return media.pc;
       },
       stats: () => media.inboundStats(),
+      // Send a command as the page's buttons do (errors shown to the user): for tests.
+      command: (cmd) => this.command(cmd),
     };
     client.addEventListener("joined", () => {
       media.start();

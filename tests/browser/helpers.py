@@ -30,9 +30,9 @@ async def eventually(
     raise AssertionError(f"{what} not reached; last value: {value!r}")
 
 
-async def inbound(page: Page) -> dict[str, float]:
+async def inbound(page: Page) -> dict[str, Any]:
     """Totals over every inbound-rtp audio stream of the page's peer connection."""
-    stats: dict[str, float] = await page.evaluate(
+    stats: dict[str, Any] = await page.evaluate(
         """async () => {
             const pc = window.chatrooms && window.chatrooms.pc;
             const out = {packets: 0, level: 0, streams: 0, state: pc ? pc.connectionState : "none"};

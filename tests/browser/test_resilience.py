@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import Server, Users
+from tests.browser.conftest import Users
 from tests.browser.helpers import (
     create_room,
     eventually,
@@ -17,6 +17,7 @@ from tests.browser.helpers import (
     role,
 )
 from tests.browser.test_room import hears
+from tests.signaling.conftest import Server
 
 TITLE = "Night owls"
 
