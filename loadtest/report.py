@@ -270,6 +270,9 @@ def build_report(
             "reconnected": driver_stats.reconnected,
         },
         "nodes": nodes,
+        "harness_cpu_pct": _r(float(np.mean([p["harness_cpu_pct"] for p in progress[1:]])))
+        if len(progress) > 1
+        else None,
         "progress": progress,
         "_join_ms": join_ms,  # for the CDF plot; not written to report.json
     }
@@ -314,6 +317,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                 f"{node['cpu_pct']} / {node['cpu_pct_max']}, {node['rss_mb']}",
             )
         )
+    rows.append(("harness cpu% (all bot processes)", str(report.get("harness_cpu_pct"))))
     kill = report.get("node_kill")
     if kill:
         rows.append(
@@ -385,8 +389,11 @@ def _plots(
     for node in report["nodes"]:
         s = node["series"]
         c1.plot(s["t"], s["cpu_pct"], label=f"node {node['node']}")
+    prog = report["progress"][1:]
+    if prog:
+        c1.plot([p["t"] for p in prog], [p["harness_cpu_pct"] for p in prog], "--", label="bots")
         c2.plot(s["t"], s["rss_mb"], label=f"node {node['node']}")
-    c1.set_ylabel("CPU (%)")
+    c1.set_ylabel("CPU (%, 100 = one core)")
     c2.set_ylabel("RSS (MB)")
     c2.set_xlabel("s since ramp start")
     for a in (c1, c2):

@@ -315,6 +315,7 @@ class Coordinator:
         kill_at = math.inf
         kill_task: asyncio.Task[None] | None = None
         last = (t0, 0)
+        cpu_last = (time.time(), 0.0)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.interrupted.wait(), 1.0)
@@ -337,6 +338,12 @@ class Coordinator:
             if now >= kill_at and kill_task is None:
                 kill_task = asyncio.create_task(self._kill(drivers))
             rate = (self._sum("succeeded") - last[1]) / max(1e-3, now - last[0])
+            # the harness's own CPU (workers and this process): on a small machine the bots
+            # compete with the nodes for the same cores
+            cpu = time.process_time()
+            cpu += sum(float(p.get("cpu_s", 0.0)) for p in self.progress.values())
+            harness_pct = 100.0 * (cpu - cpu_last[1]) / max(1e-3, now - cpu_last[0])
+            cpu_last = (now, cpu)
             last = (now, self._sum("succeeded"))
             nodes = " ".join(
                 f"n{i}:{s.cpu_pct[-1]:.0f}%/{s.rss_mb[-1]:.0f}MB" if s.cpu_pct else f"n{i}:-"
@@ -351,6 +358,7 @@ class Coordinator:
                 "join_rate": rate,
                 "media": self._sum("media_live"),
                 "audio": self._sum("audio_received"),
+                "harness_cpu_pct": round(harness_pct, 1),
             }
             self.progress_log.append(line)
             phase = self.meta.get("phase", "")
@@ -358,7 +366,7 @@ class Coordinator:
                 f"[{phase:6}] t={line['t']:6.1f}s joined {joined}/{total} live {line['live']}"
                 f" errors {failed} reconnected {line['reconnected']} joins/s {rate:6.0f}"
                 f" media {line['media']}/{cfg.media_listeners} audio pkts {line['audio']}"
-                f" | {nodes}"
+                f" | bots {harness_pct:.0f}% {nodes}"
             )
             if now >= steady_end and (kill_task is None or kill_task.done()):
                 break

@@ -325,6 +325,7 @@ def _progress(stats: JoinStats, audio: AudioStats) -> dict[str, Any]:
         "reconnected": stats.reconnected,
         "media_ready": audio.ready,
         "media_live": audio.live,
+        "cpu_s": time.process_time(),
         "audio_received": audio.received,
     }
 
