@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.browser.conftest import Users
+from tests.browser.conftest import OUT, Users
 from tests.browser.helpers import create_room
 
 
@@ -63,3 +63,14 @@ async def test_chinese_from_the_browser_language_and_the_switch(users: Users) ->
     await page.get_by_test_id("lang").select_option("zh-CN")
     await expect(page.get_by_test_id("create-submit")).to_have_text("开始直播")
     assert await page.evaluate("document.documentElement.lang") == "zh-CN"
+    # The room speaks Chinese too, and switches language without leaving the room.
+    await create_room(page, name="小明", title="晚间爵士", topics="音乐", languages="zh")
+    await expect(page.get_by_role("heading", name="台上")).to_be_visible()
+    await expect(page.get_by_test_id("stage-member")).to_contain_text("房主")
+    await expect(page.get_by_test_id("mic")).to_have_text("取消静音")
+    OUT.mkdir(exist_ok=True)
+    await page.screenshot(path=str(OUT / "room-zh.png"), full_page=True)
+    await page.get_by_test_id("lang").select_option("en")
+    await expect(page.get_by_role("heading", name="Stage")).to_be_visible()
+    await expect(page.get_by_test_id("mic")).to_have_text("Unmute")
+    assert await page.evaluate("window.chatrooms.client.phase") == "live"

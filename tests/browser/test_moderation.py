@@ -3,6 +3,8 @@ worked from the host's panel, refusals from the server are shown, and the room e
 
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import Users
@@ -70,12 +72,20 @@ async def test_roles_queue_refusals_ban_and_end(users: Users) -> None:
     assert await role(bob) == "listener"
     await expect(bob.get_by_test_id("toast").last).to_contain_text("moved you back")
 
+    # Bob queues again, behind Carol; when she goes, he moves up to first.
+    await bob.get_by_test_id("hand").click()
+    await expect(bob.get_by_test_id("queue-position")).to_contain_text("number 2")
+    await expect(host.get_by_test_id("queue-entry")).to_have_text(
+        [re.compile("Carol"), re.compile("Bob")]
+    )
+
     # Ban from the queue (confirmed in a dialog): Carol is told why.
     host.once("dialog", lambda d: d.accept())
     carol_entry = host.get_by_test_id("queue-entry").filter(has_text="Carol")
     await carol_entry.get_by_test_id("manage").click()
     await carol_entry.locator('[data-action="ban"]').click()
     await expect(carol.get_by_test_id("closed-reason")).to_contain_text("banned you")
+    await expect(bob.get_by_test_id("queue-position")).to_contain_text("number 1")
 
     # Lock, then end the room for everyone.
     await host.get_by_test_id("lock").click()
