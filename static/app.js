@@ -59,6 +59,14 @@ async function main() {
   const unlock = () => audioOutput.unlock();
   document.addEventListener("pointerdown", unlock, { capture: true });
   document.addEventListener("keydown", unlock, { capture: true });
+  // Escape closes an open menu and gives focus back to the button that opened it.
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape") return;
+    const menu = document.activeElement?.closest?.("details[open]") || document.querySelector("details.menu[open]");
+    if (!menu) return;
+    menu.open = false;
+    menu.querySelector("summary")?.focus();
+  });
   window.addEventListener("hashchange", route);
   route();
 }

@@ -212,6 +212,7 @@ export class LobbyView {
             class: "button button-primary",
             href,
             "data-testid": "join-room",
+            "data-key": `join-${room.room_id}`,
             "aria-label": t("lobby.join_label", { title: room.title }),
             onclick: () => audioOutput.unlock(),
           },

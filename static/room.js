@@ -660,7 +660,12 @@ export class RoomView {
           h("span", {}, status),
           h(
             "button",
-            { type: "button", class: "button button-small", onclick: () => c.reconnectNow() },
+            {
+              type: "button",
+              class: "button button-small",
+              "data-key": "reconnect-now",
+              onclick: () => c.reconnectNow(),
+            },
             t("status.reconnect_now"),
           ),
         ),
@@ -676,6 +681,7 @@ export class RoomView {
             {
               type: "button",
               class: "button button-primary",
+              "data-key": "enable-audio",
               "data-testid": "enable-audio",
               onclick: () => audioOutput.unlock(),
             },
@@ -696,6 +702,7 @@ export class RoomView {
             {
               type: "button",
               class: "button button-small",
+              "data-key": "mic-retry",
               onclick: () => this.media.setOnStage(true),
             },
             t("mic.retry"),

@@ -69,7 +69,8 @@ export function setStatus(text, kind = "info") {
   }
   el.hidden = false;
   el.className = `status status-${kind}`;
-  el.textContent = text;
+  // Only real changes: a live region re-reads whatever is written to it.
+  if (el.textContent !== text) el.textContent = text;
 }
 
 let namesCache = null;
