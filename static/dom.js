@@ -54,9 +54,9 @@ export function initials(name) {
   return (first + second).toUpperCase();
 }
 
-/** A stable hue for a user's avatar. */
+/** A stable hue for a user's avatar, kept away from the green of the speaking ring. */
 export function hue(text) {
   let n = 0;
-  for (const ch of String(text)) n = (n * 31 + ch.codePointAt(0)) % 360;
-  return n;
+  for (const ch of String(text)) n = (n * 31 + ch.codePointAt(0)) % 220;
+  return (n + 180) % 360;
 }
