@@ -31,6 +31,15 @@ def _parser() -> argparse.ArgumentParser:
     guests = serve.add_mutually_exclusive_group()
     guests.add_argument("--guests", dest="guests", action="store_true", default=None)
     guests.add_argument("--no-guests", dest="guests", action="store_false")
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share rooms with every node on this Redis (redis://HOST:PORT/DB); "
+        "default: everything in this process",
+    )
+    serve.add_argument("--node-id", default="", help="this node's name (default: generated)")
+    serve.add_argument("--node-ttl", type=float, default=10.0, help=argparse.SUPPRESS)
+    serve.add_argument("--node-heartbeat", type=float, default=2.0, help=argparse.SUPPRESS)
     serve.add_argument("--audio-slots", type=int, default=3)
     serve.add_argument(
         "--ice-address",
@@ -78,6 +87,10 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         secret=args.secret,
         guest_mode=guest_mode,
+        redis_url=args.redis,
+        node_id=args.node_id,
+        node_ttl=args.node_ttl,
+        node_heartbeat=args.node_heartbeat,
         audio_slots=args.audio_slots,
         ice_addresses=tuple(args.ice_address),
         media_bind_host=args.media_bind,

@@ -95,6 +95,7 @@ class Connection:
         self.bucket = TokenBucket(rate=commands_per_second, burst=command_burst)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         self.last_snapshot: tuple[int, int] = (0, 0)  # (version, queue_version) sent
+        self._in_flight = 0  # commands being carried out: their replies precede any bye
 
     @property
     def user_id(self) -> UserId:
@@ -170,7 +171,7 @@ class Connection:
                         _, frame = self._coalesced.popitem()
                     await self._send_frame(frame)
                     self._counters.frames_out += 1
-                if self._close is not None:
+                if self._close is not None and self._in_flight == 0:
                     reason, message = self._close
                     bye = Bye(reason=reason.value, message=message)
                     await self._send_frame(EncodedOnce(bye).frame(self.fmt))
@@ -181,6 +182,14 @@ class Connection:
             return
         except Exception:  # pragma: no cover - a bug; don't let it pass silently
             log.exception("writer of %s failed", self.user_id)
+
+    def begin_command(self) -> None:
+        self._in_flight += 1
+
+    def end_command(self) -> None:
+        """The reply of a command is queued; a pending close may now go ahead."""
+        self._in_flight -= 1
+        self._wakeup.set()
 
     async def wait_closed(self, grace: float = 5.0) -> None:
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):

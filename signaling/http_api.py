@@ -22,6 +22,7 @@ _STATUS = {
     errors.ErrorCode.NOT_FOUND: 404,
     errors.ErrorCode.FORBIDDEN: 403,
     errors.ErrorCode.INVALID_ARGUMENT: 400,
+    errors.ErrorCode.UNAVAILABLE: 503,
     AuthErrorCode.TOKEN_REQUIRED: 401,
     AuthErrorCode.TOKEN_INVALID: 401,
     AuthErrorCode.TOKEN_EXPIRED: 401,
@@ -62,7 +63,10 @@ class HttpApi:
     async def list_rooms(self, request: web.Request) -> web.Response:
         topic = request.query.get("topic", "").strip().lower()
         language = request.query.get("language", "").strip().lower()
-        rooms = await self.service.list_rooms()
+        try:
+            rooms = await self.service.list_rooms()
+        except errors.ChatroomsError as exc:
+            return error_response(_STATUS.get(exc.code, 409), exc.code, exc.message)
         if topic:
             rooms = [r for r in rooms if topic in (t.lower() for t in r.topics)]
         if language:

@@ -17,7 +17,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from chatrooms import errors
 from chatrooms.ids import RoomId
 from signaling.auth import AuthError, AuthErrorCode, Identity
-from signaling.connection import Connection, Counters
+from signaling.connection import Connection, ConnState, Counters
 from signaling.media import MediaService
 from signaling.metrics import Traffic
 from signaling.protocol import schema as s
@@ -80,7 +80,7 @@ class WebSocketEndpoint:
             if conn is not None:
                 await self._media.disconnected(conn)
                 await self._service.disconnected(conn)
-                if not ws.closed:  # we are closing it (left): let the writer say bye
+                if conn.state is ConnState.CLOSING:  # we are closing it: let the writer finish
                     await conn.wait_closed(grace=1.0)
                 conn.abort()
             if not ws.closed:
@@ -230,7 +230,11 @@ class WebSocketEndpoint:
                 limited = True
                 continue
             limited = False
-            await self._dispatch(conn, cmd)
+            conn.begin_command()
+            try:
+                await self._dispatch(conn, cmd)
+            finally:
+                conn.end_command()
             if conn.left:
                 break
 

@@ -24,7 +24,7 @@ from signaling.backends.wire import unpack_events
 
 log = logging.getLogger(__name__)
 
-BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 2.0
 
 
 class RedisEventBus:
@@ -47,7 +47,8 @@ class RedisEventBus:
         self._handlers[room_id] = handler
         self._ensure_reader()
         if fresh and self._pubsub is not None and self.connected:
-            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            # If this fails, the reader reconnects and subscribes every room again.
+            with contextlib.suppress(redis.exceptions.RedisError, OSError, AttributeError):
                 await self._sub(self._pubsub, [room_id])
 
     async def unsubscribe(self, room_id: RoomId) -> None:
@@ -55,7 +56,7 @@ class RedisEventBus:
             return
         self._store.forget(room_id)
         if self._pubsub is not None and self.connected:
-            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            with contextlib.suppress(redis.exceptions.RedisError, OSError, AttributeError):
                 channel = events_channel(room_id)
                 if self._sharded:
                     await self._pubsub.sunsubscribe(channel)

@@ -159,6 +159,8 @@ class RedisRoomStore:
             return await op
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             raise errors.Unavailable("the room store is unavailable; try again") from exc
+        except AttributeError as exc:  # redis-py mid-reconnect: a connection without a writer
+            raise errors.Unavailable("the room store is unavailable; try again") from exc
 
     # ------------------------------------------------------------- reading
     async def _fetch(

@@ -158,6 +158,10 @@ class Client:
                     aiohttp.WSMsgType.CLOSED,
                     aiohttp.WSMsgType.CLOSING,
                 ):
+                    # The code the server sent; ws.close_code may be overwritten by the
+                    # client's own closing handshake racing the server's transport close.
+                    if msg.type is aiohttp.WSMsgType.CLOSE:
+                        return int(msg.data), seen
                     return self.ws.close_code, seen
                 if msg.type is aiohttp.WSMsgType.TEXT:
                     seen.append(json.loads(msg.data))
