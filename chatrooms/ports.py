@@ -8,6 +8,7 @@ for many nodes. Only the server's backend factory names the concrete classes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from chatrooms.events import Event, LeaveReason
@@ -90,5 +91,34 @@ class Presence(Protocol):
 
     async def start(self, evict: Evict) -> None:
         """Begin heartbeats and watching for dead nodes."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPacket:
+    """One forwarded Opus packet of a speaker, as it crosses between nodes."""
+
+    node_id: str  # the node the speaker is connected to
+    user_id: UserId
+    sequence_number: int
+    timestamp: int
+    level: int | None  # RFC 6464 -dBov, None when the packet had none
+    payload: bytes
+    sent_at: float  # time.time() at the sending node, for latency figures
+
+
+MediaHandler = Callable[[RoomId, MediaPacket], None]
+
+
+class MediaBus(Protocol):
+    """Audio between nodes: each packet crosses once per node, never once per listener."""
+
+    def publish(self, room_id: RoomId, packet: MediaPacket) -> None:
+        """Queue a packet for the other nodes; never waits."""
+
+    async def subscribe(self, room_id: RoomId, handler: MediaHandler) -> None: ...
+
+    async def unsubscribe(self, room_id: RoomId) -> None: ...
 
     async def close(self) -> None: ...

@@ -49,7 +49,7 @@ def build_node(settings: Settings) -> Node:
     backends = make_backends(settings)
     hub = Hub(backends.store)
     tokens = TokenService(settings.secret)
-    media = MediaService(Sfu(sfu_settings(settings)), hub)
+    media = MediaService(Sfu(sfu_settings(settings)), hub, backends.media, settings.node_id)
     hub.observers.append(media.on_events)
     service = RoomService(
         settings=settings,

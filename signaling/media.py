@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine, Sequence
 
 from chatrooms.events import Event, RoomEndedEvent
 from chatrooms.ids import RoomId, UserId
+from chatrooms.ports import MediaBus, MediaPacket
 from chatrooms.room import Room
 from signaling.config import Settings
 from signaling.connection import Connection
@@ -59,9 +61,12 @@ def sfu_settings(settings: Settings) -> SfuSettings:
 
 
 class MediaService:
-    def __init__(self, sfu: Sfu, hub: Hub) -> None:
+    def __init__(self, sfu: Sfu, hub: Hub, bus: MediaBus, node_id: str) -> None:
         self._sfu = sfu
         self._hub = hub
+        self._bus = bus
+        self._node_id = node_id
+        sfu.on_forwarded = self._relay
         # room -> user -> (the signaling connection that owns it, its session)
         self._sessions: dict[RoomId, dict[UserId, tuple[Connection, Session]]] = {}
         self._speaker_subs: dict[RoomId, Callable[[], None]] = {}
@@ -115,6 +120,7 @@ class MediaService:
             unsubscribe = self._speaker_subs.pop(room_id, None)
             if unsubscribe is not None:
                 unsubscribe()
+            self._spawn(self._bus.unsubscribe(room_id))
         return True
 
     async def candidate(self, conn: Connection, cmd: s.RtcCandidate) -> None:
@@ -162,9 +168,35 @@ class MediaService:
         for user_id in touched:
             self._sfu.set_audible(room_id, user_id, room.audible(UserId(user_id)))
 
+    # ------------------------------------------------------------ other nodes
+    def _relay(
+        self,
+        room_id: str,
+        user_id: str,
+        sequence_number: int,
+        timestamp: int,
+        payload: bytes,
+        level: int | None,
+    ) -> None:
+        packet = MediaPacket(
+            self._node_id, UserId(user_id), sequence_number, timestamp, level, payload, time.time()
+        )
+        self._bus.publish(RoomId(room_id), packet)
+
+    def _ingest(self, room_id: RoomId, packet: MediaPacket) -> None:
+        self._sfu.ingest(
+            room_id,
+            packet.user_id,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.payload,
+            packet.level,
+        )
+
     def _watch_speakers(self, room_id: RoomId) -> None:
         if room_id in self._speaker_subs:
             return
+        self._spawn(self._bus.subscribe(room_id, self._ingest))
 
         def forward(update: ActiveSpeakers) -> None:
             message = EncodedOnce(s.ActiveSpeakersMessage(user_ids=update.user_ids))

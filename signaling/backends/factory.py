@@ -6,9 +6,15 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from chatrooms.ports import EventBus, Presence, RoomStore
-from signaling.backends.memory import MemoryEventBus, MemoryPresence, MemoryRoomStore
+from chatrooms.ports import EventBus, MediaBus, Presence, RoomStore
+from signaling.backends.memory import (
+    MemoryEventBus,
+    MemoryPresence,
+    MemoryRoomStore,
+    NoMediaBus,
+)
 from signaling.backends.redis_bus import RedisEventBus
+from signaling.backends.redis_media import RedisMediaBus
 from signaling.backends.redis_presence import RedisPresence
 from signaling.backends.redis_store import RedisRoomStore
 from signaling.config import Settings
@@ -19,10 +25,12 @@ class Backends:
     store: RoomStore
     bus: EventBus
     presence: Presence
+    media: MediaBus
     redis: aioredis.Redis | None = field(default=None)
 
     async def close(self) -> None:
         await self.presence.close()
+        await self.media.close()
         await self.bus.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -31,7 +39,9 @@ class Backends:
 def make_backends(settings: Settings) -> Backends:
     if not settings.redis_url:
         bus = MemoryEventBus()
-        return Backends(store=MemoryRoomStore(bus), bus=bus, presence=MemoryPresence())
+        return Backends(
+            store=MemoryRoomStore(bus), bus=bus, presence=MemoryPresence(), media=NoMediaBus()
+        )
     client = aioredis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout,
@@ -45,5 +55,6 @@ def make_backends(settings: Settings) -> Backends:
         presence=RedisPresence(
             client, settings.node_id, heartbeat=settings.node_heartbeat, ttl=settings.node_ttl
         ),
+        media=RedisMediaBus(client, settings.node_id),
         redis=client,
     )

@@ -9,7 +9,7 @@ from chatrooms import errors
 from chatrooms.events import Event, LeaveReason
 from chatrooms.ids import RoomId, UserId
 from chatrooms.permissions import Grant
-from chatrooms.ports import EventHandler, Evict, Resync, RoomCommand
+from chatrooms.ports import EventHandler, Evict, MediaHandler, MediaPacket, Resync, RoomCommand
 from chatrooms.room import Room
 from chatrooms.snapshot import RoomInfo
 
@@ -96,6 +96,22 @@ class MemoryPresence:
         return True
 
     async def start(self, evict: Evict) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class NoMediaBus:
+    """One node: nobody else to send audio to."""
+
+    def publish(self, room_id: RoomId, packet: MediaPacket) -> None:
+        return None
+
+    async def subscribe(self, room_id: RoomId, handler: MediaHandler) -> None:
+        return None
+
+    async def unsubscribe(self, room_id: RoomId) -> None:
         return None
 
     async def close(self) -> None:

@@ -126,6 +126,10 @@ class RoomForwarder:
             self.remove_outlet(user_id)
         self._sync_meter(user_id)
 
+    def heard(self, user_id: str) -> bool:
+        """Whether this user's packets are forwarded now (audible and connected)."""
+        return user_id in self._meters
+
     def set_audible(self, user_id: str, audible: bool) -> None:
         if audible:
             self._audible.add(user_id)

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 ActiveSpeakersCallback = Callable[[ActiveSpeakers], None]
 ClosedCallback = Callable[[SessionClosed], None]
+# (room, speaker, sequence number, timestamp, Opus payload, audio level or None)
+RelayCallback = Callable[[str, str, int, int, bytes, int | None], None]
 
 
 class OfferError(ValueError):
@@ -308,14 +310,26 @@ class Session:
             stats = self._inbound[packet.ssrc] = InboundStats(packet.ssrc)
         stats.add(packet.sequence_number)
         level = packet.extensions.audio_level
-        self._room.forwarder.on_rtp(
+        value = None if level is None else level[1]
+        forwarder = self._room.forwarder
+        forwarder.on_rtp(
             self.user_id,
             packet.sequence_number,
             packet.timestamp,
             packet.payload,
-            None if level is None else level[1],
+            value,
             time.monotonic(),
         )
+        relay = self._sfu.on_forwarded
+        if relay is not None and forwarder.heard(self.user_id):
+            relay(
+                self._room.room_id,
+                self.user_id,
+                packet.sequence_number,
+                packet.timestamp,
+                packet.payload,
+                value,
+            )
 
     def _on_rtcp(self, packet: Any) -> None:
         if isinstance(packet, RtcpSrPacket):
@@ -377,6 +391,9 @@ class Sfu:
         self._ticker: asyncio.Task[None] | None = None
         self._closing = False
         self.node_id = uuid.uuid4().hex[:8]
+        #: Told of each packet of a local speaker that this node forwards, so that other
+        #: nodes can forward it to their listeners too (the media bus).
+        self.on_forwarded: RelayCallback | None = None
 
     # --- public API ---------------------------------------------------------------
 
@@ -395,6 +412,27 @@ class Sfu:
         room.sessions[user_id] = session
         self._ensure_ticker()
         return session
+
+    def ingest(
+        self,
+        room_id: str,
+        user_id: str,
+        sequence_number: int,
+        timestamp: int,
+        payload: bytes,
+        level: int | None,
+    ) -> None:
+        """A packet of a speaker connected to another node: forward it to local listeners.
+
+        The room's own view of who is audible still decides, on this node too.
+        """
+        room = self._rooms.get(room_id)
+        if room is None or not room.sessions:
+            return
+        forwarder = room.forwarder
+        if not forwarder.heard(user_id):
+            forwarder.set_present(user_id, True)  # a remote speaker: present elsewhere
+        forwarder.on_rtp(user_id, sequence_number, timestamp, payload, level, time.monotonic())
 
     def session(self, room_id: str, user_id: str) -> Session | None:
         room = self._rooms.get(room_id)

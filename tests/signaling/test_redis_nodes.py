@@ -257,3 +257,34 @@ async def test_redis_outage_refuses_changes_then_the_room_comes_back(
                 break
             if msg["type"] == "snapshot" and not msg["snapshot"]["info"]["locked"]:
                 break
+
+
+async def test_a_speaker_on_one_node_is_heard_on_another(nodes: Callable[..., Any]) -> None:
+    from tests.signaling.test_ws_media import LOOPBACK, connect_media, eventually, heard, talk
+
+    a: Server = await nodes("a", ice_addresses=LOOPBACK)
+    b: Server = await nodes("b", ice_addresses=LOOPBACK)
+    room_id, host_token = await a.create_room()
+    host = await a.client(room_id, host_token)
+    ann = await b.join(room_id, "ann")
+    host_peer = await connect_media(host, send=True)
+    ann_peer = await connect_media(ann)
+    try:
+        await host.ok("unmute")
+        await ann.expect("mute_changed")
+        sent = await talk(host_peer, "cross", count=40)
+        await eventually(lambda: len(heard(ann_peer, "cross")) >= len(sent) - 2)
+        got = heard(ann_peer, "cross")
+        assert got == sent[len(sent) - len(got) :]  # byte-identical, in order
+        # Each packet crossed once, to node b, not once per listener.
+        assert b.node.backends.media.received >= len(got)  # type: ignore[attr-defined]
+        # Muted on node a: node b stops forwarding too.
+        await host.ok("mute")
+        await ann.expect("mute_changed", lambda m: m["muted"])
+        before = len(ann_peer.received)
+        await talk(host_peer, "muted", count=20)
+        await asyncio.sleep(0.3)
+        assert not heard(ann_peer, "muted") and len(ann_peer.received) == before
+    finally:
+        await host_peer.close()
+        await ann_peer.close()
