@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Collection, Iterable
 from typing import Any, TypeVar
 
@@ -152,6 +153,7 @@ class RedisRoomStore:
         self._join = client.register_script(JOIN_LISTENER)
         self._leave = client.register_script(LEAVE_LISTENER)
         self._cache: dict[RoomId, Room] = {}
+        self.conflicts = 0  # commits retried because another node committed first
 
     async def _call(self, op: Awaitable[T]) -> T:
         """Await a Redis operation; an outage becomes a typed, retryable error."""
@@ -264,7 +266,7 @@ class RedisRoomStore:
     async def apply(
         self, room_id: RoomId, command: RoomCommand, involved: Collection[UserId] = ()
     ) -> list[Event]:
-        for _ in range(MAX_RETRIES):
+        for attempt in range(MAX_RETRIES):
             fetched = await self._fetch(room_id, involved)
             if fetched is None:
                 raise errors.RoomNotFound("no such room")
@@ -304,7 +306,10 @@ class RedisRoomStore:
             if committed:
                 self._remember(room)
                 return events
-            await asyncio.sleep(0)  # someone else committed first: read again
+            # Someone else committed first: read again, after a jittered backoff so that
+            # a burst of writers on one room spreads out instead of colliding again.
+            self.conflicts += 1
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
         raise errors.Unavailable("the room is too busy; try again")
 
     async def join(
