@@ -116,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
         print=None,
         access_log=None,
         shutdown_timeout=5.0,
+        backlog=4096,  # join storms: thousands of connects within a second
     )
     return 0
 
