@@ -47,7 +47,11 @@ NODE = web.AppKey("node", Node)
 
 def build_node(settings: Settings) -> Node:
     backends = make_backends(settings)
-    hub = Hub(backends.store)
+    hub = Hub(
+        backends.store,
+        large_room=settings.large_room,
+        large_room_every=settings.large_room_stats_every,
+    )
     tokens = TokenService(settings.secret)
     media = MediaService(Sfu(sfu_settings(settings)), hub, backends.media, settings.node_id)
     hub.observers.append(media.on_events)

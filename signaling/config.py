@@ -44,6 +44,8 @@ class Settings:
 
     # Room behaviour.
     stats_interval: float = 1.0  # listener counts are published at most this often
+    large_room: int = 2000  # with this many connections on a node, counts go out ...
+    large_room_stats_every: int = 5  # ... every N-th stats interval only
     reconnect_grace: float = 20.0  # a dropped participant keeps their place this long
     creator_grace: float = 60.0  # the creator of a room must connect within this time
     kick_cooldown: float = 300.0

@@ -44,8 +44,15 @@ EventObserver = Callable[[RoomId, Room | None, Sequence[Event]], None]
 
 
 class Hub:
-    def __init__(self, store: RoomStore) -> None:
+    def __init__(
+        self, store: RoomStore, *, large_room: int = 2000, large_room_every: int = 5
+    ) -> None:
         self._store = store
+        # Rooms with this many connections here get counts every N-th tick only: a count
+        # per second to 15,000 listeners is 15,000 frames a second for little news.
+        self._large_room = large_room
+        self._large_room_every = large_room_every
+        self._ticks = 0
         self.observers: list[EventObserver] = []
         self._rooms: dict[RoomId, dict[UserId, Connection]] = {}
         self._dirty: set[RoomId] = set()
@@ -151,11 +158,15 @@ class Hub:
     def publish_stats(self) -> int:
         """Send changed listener counts of dirty rooms; returns how many rooms were sent."""
         sent = 0
+        self._ticks += 1
         dirty, self._dirty = self._dirty, set()
         for room_id in dirty:
             conns = self._rooms.get(room_id)
             room = self._store.cached(room_id)
             if not conns or room is None:
+                continue
+            if len(conns) >= self._large_room and self._ticks % self._large_room_every:
+                self._dirty.add(room_id)  # later
                 continue
             stats = (room.listener_count, len(room.queue))
             if self._stats_sent.get(room_id) == stats:

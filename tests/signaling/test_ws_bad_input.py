@@ -218,3 +218,21 @@ async def test_counts_are_coalesced_not_sent_per_join(make_server: Any) -> None:
     # A join never costs a message to the other listeners: only coalesced counts reach them.
     first = await listeners[0].drain(0.1)
     assert all(m["type"] == "room_stats" for m in first)
+
+
+async def test_large_rooms_get_counts_less_often(make_server: Any) -> None:
+    server: Server = await make_server(stats_interval=0.1, large_room=5, large_room_stats_every=5)
+    room_id, host_token = await server.create_room()
+    host = await server.client(room_id, host_token)
+    held = [await server.join(room_id, f"l{i}") for i in range(6)]  # 7 connections: large
+    await host.drain(0.3)
+    # One listener comes and goes every tick: the count changes at every tick ...
+    got: list[dict[str, Any]] = []
+    for i in range(10):
+        extra = await server.join(room_id, f"x{i}")
+        await extra.close()
+        got += await host.drain(0.1)
+    stats = [m for m in got if m["type"] == "room_stats"]
+    # ... but a large room hears of it every 5th tick only (~2 over ~10-20 ticks, not 10+).
+    assert 1 <= len(stats) <= 5
+    assert len(held) == 6
