@@ -34,6 +34,11 @@ What is used, and why:
   timestamp inbound traffic (silence detection).
 * The asyncio datagram transport's ``_sock`` (stdlib selector loop) is used for a
   plain ``socket.sendto``; other loops (uvloop) use ``transport.sendto``.
+* pylibsrtp (pinned, 1.0.0): ``Session._srtp`` / ``_cdata`` / ``_buffer`` and
+  ``pylibsrtp._binding.lib.srtp_protect``. :func:`fast_protect` does what
+  ``Session.protect`` does (copy into the session's buffer, ``srtp_protect``, copy
+  out) without its per-call Python overhead (``ffi.new``, bound-method dispatch):
+  ~1 us less per listener packet, the same bytes.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ import aioice
 import aioice.ice
 import aiortc
 import pylibsrtp
+import pylibsrtp._binding
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCDtlsTransport, RtpRouter
@@ -60,6 +66,7 @@ from aiortc.rtp import RtpPacket
 
 EXPECTED_AIORTC_VERSION: Final = "1.16.0"
 EXPECTED_AIOICE_VERSION: Final = "0.13.0"
+EXPECTED_PYLIBSRTP_VERSION: Final = "1.0.0"
 _UDP_RCVBUF: Final = 1024 * 1024
 
 
@@ -77,6 +84,22 @@ def verify_internals() -> None:
 
     need(aiortc.__version__ == EXPECTED_AIORTC_VERSION, f"aiortc is {aiortc.__version__}")
     need(aioice.__version__ == EXPECTED_AIOICE_VERSION, f"aioice is {aioice.__version__}")
+    need(
+        pylibsrtp.__version__ == EXPECTED_PYLIBSRTP_VERSION,
+        f"pylibsrtp is {pylibsrtp.__version__}",
+    )
+    process = inspect.getsource(pylibsrtp.Session._Session__process)  # type: ignore[attr-defined]
+    need(
+        "self._buffer[0 : len(data)] = data" in process
+        and "func(self._srtp[0], self._cdata, len_p)" in process
+        and "return self._buffer[0 : len_p[0]]" in process,
+        "pylibsrtp.Session.__process (_srtp, _cdata, _buffer)",
+    )
+    need(
+        "lib.srtp_protect, SRTP_MAX_TRAILER_LEN" in inspect.getsource(pylibsrtp.Session.protect),
+        "pylibsrtp.Session.protect",
+    )
+    need(callable(getattr(pylibsrtp._binding.lib, "srtp_protect", None)), "lib.srtp_protect")
 
     def params(func: Any) -> list[str]:
         return list(inspect.signature(func).parameters)
@@ -372,6 +395,34 @@ class FastPath:
     addr: tuple[str, int]
 
 
+def fast_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
+    """``session.protect`` without pylibsrtp's per-call Python overhead; same result,
+    same exceptions (``ValueError`` if too long, ``pylibsrtp.Error`` from libsrtp)."""
+    ffi = pylibsrtp._binding.ffi
+    srtp_protect = pylibsrtp._binding.lib.srtp_protect
+    ptr = session._srtp[0]
+    cdata = session._cdata
+    buffer = session._buffer
+    limit = len(cdata) - pylibsrtp.SRTP_MAX_TRAILER_LEN
+    length = ffi.new("int *")
+    check = pylibsrtp._srtp_assert
+
+    def protect(data: bytes, _keep: pylibsrtp.Session = session) -> bytes:
+        # ``_keep``: the session owns ``ptr`` (freed with it), so it lives as long as we do.
+        n = len(data)
+        if n > limit:
+            raise ValueError("packet is too long")
+        length[0] = n
+        buffer[0:n] = data
+        status = srtp_protect(ptr, cdata, length)
+        if status:
+            check(status)  # type: ignore[no-untyped-call]
+        out: bytes = buffer[0 : length[0]]
+        return out
+
+    return protect
+
+
 def fast_path(pc: RTCPeerConnection) -> FastPath | None:
     """The fast path of a connected peer connection, or None if not connected yet."""
     dtls = dtls_transport(pc)
@@ -388,7 +439,7 @@ def fast_path(pc: RTCPeerConnection) -> FastPath | None:
     )
     srtp = dtls._tx_srtp
     return FastPath(
-        protect=srtp.protect,
+        protect=fast_protect(srtp),
         protect_rtcp=srtp.protect_rtcp,
         sendto=sendto,
         addr=(str(pair.remote_addr[0]), int(pair.remote_addr[1])),

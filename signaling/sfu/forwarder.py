@@ -28,6 +28,12 @@ from .rtp import seq_diff
 from .slots import LevelMeter, SlotPolicy, select_slots
 
 _HEADER: Final = struct.Struct("!BBHLL")
+_pack_header: Final = _HEADER.pack
+
+# One listener's send path, unpacked in the fan-out loop: (protect, sendto, addr, outlet).
+_Entry = tuple[
+    Callable[[bytes], bytes], Callable[[bytes, tuple[str, int]], Any], tuple[str, int], "Outlet"
+]
 
 
 @dataclass(slots=True, eq=False)
@@ -102,6 +108,8 @@ class RoomForwarder:
         self._outlets: dict[str, Outlet] = {}
         # Outlets grouped by payload type: one serialization per group per packet.
         self._groups: list[tuple[int, list[Outlet]]] = []
+        # The same groups as the fan-out loop reads them (see _regroup).
+        self._plan: tuple[tuple[int, tuple[_Entry, ...]], ...] = ()
 
     # --- membership ------------------------------------------------------------
 
@@ -166,6 +174,11 @@ class RoomForwarder:
             groups.setdefault(outlet.payload_type, []).append(outlet)
         # Fresh lists: a fan-out in progress keeps iterating its own snapshot.
         self._groups = sorted(groups.items())
+        # Per listener, what the hot loop needs, resolved once here rather than per packet.
+        self._plan = tuple(
+            (pt, tuple((o.protect, o.sendto, o.addr, o) for o in outlets))
+            for pt, outlets in self._groups
+        )
 
     def slot_holders(self) -> tuple[str | None, ...]:
         return tuple(slot.holder for slot in self.slots)
@@ -204,25 +217,29 @@ class RoomForwarder:
         slot.munger.packets += 1
         slot.munger.octets += len(payload)
         stats.packets_forwarded += 1
+        # Per listener only protect + sendto; everything else is per packet, below.
         excluded = self._outlets.get(user_id)
         second = 0x80 if munged.marker else 0
         seq = munged.sequence_number
         ts = munged.timestamp
         ssrc = slot.ssrc
-        sent = 0
-        for payload_type, outlets in self._groups:
-            data = _HEADER.pack(0x80, second | payload_type, seq, ts, ssrc) + payload
-            for outlet in outlets:
+        attempted = 0
+        errors = 0
+        for payload_type, plan in self._plan:
+            data = _pack_header(0x80, second | payload_type, seq, ts, ssrc) + payload
+            attempted += len(plan)
+            for protect, sendto, addr, outlet in plan:
                 if outlet is excluded:
+                    attempted -= 1
                     continue
                 try:
-                    outlet.sendto(outlet.protect(data), outlet.addr)
+                    sendto(protect(data), addr)
                 except OSError:  # buffer full, unreachable: drop this one
                     outlet.send_errors += 1
-                    stats.send_errors += 1
-                    continue
-                sent += 1
-        stats.packets_sent += sent
+                    errors += 1
+        if errors:
+            stats.send_errors += errors
+        stats.packets_sent += attempted - errors
 
     def _free_slot(self) -> int | None:
         for i, slot in enumerate(self.slots):
