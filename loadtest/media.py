@@ -16,7 +16,22 @@ Packets are counted when their *send* time falls in the window, so the expected
 count is exact: ``listeners x packets sent by heard speakers in the window``.
 After the window the server measures the floor: SRTP ``protect`` + one UDP
 ``sendto`` per packet, in a tight loop, with the SRTP profile its listeners
-negotiated. Everything is bounded in time and stops by itself.
+negotiated and the same ``protect`` as the fan-out (``floor_us_per_packet``;
+``floor_pylibsrtp_us`` is the same loop with ``pylibsrtp.Session.protect``).
+Everything is bounded in time and stops by itself.
+
+Latency, two ways (all clocks are ``CLOCK_MONOTONIC`` of one machine):
+
+* ``latency_ms_*`` (end to end): speaker send time to the listener process's
+  callback. On a small box this includes the listener processes' own queueing:
+  one process reads ~1,000 sockets and unprotects every packet, so the last
+  listener of a fan-out is read up to one fan-out's worth of *its* CPU later.
+* ``server_ms_*`` (added by the server): a side channel in the server process
+  stamps each forwarded packet when ``RoomForwarder.on_rtp`` starts and ends. The
+  speaker's send time to the start (``ingress_ms_*``: loopback, the server's event
+  loop queue, DTLS demux, SRTP unprotect) plus the position of each listener in
+  the fan-out, interpolated linearly between start and end (``fanout_ms_*``: the
+  whole fan-out of one packet); one sample per listener per packet.
 """
 
 from __future__ import annotations
@@ -61,6 +76,15 @@ class Result:
     ratio_to_floor: float
     latency_ms_p50: float
     latency_ms_p99: float
+    server_ms_p50: float
+    server_ms_p99: float
+    ingress_ms_p50: float
+    ingress_ms_p99: float
+    fanout_ms_p50: float
+    fanout_ms_p99: float
+    floor_pylibsrtp_us: float
+    floor_paced_us: float
+    fanout_cpu_us: float
     listeners_connected: int
     setup_s: float
     server_packets_sent: int
@@ -104,11 +128,42 @@ async def _server(conn: Connection, slots: int) -> None:
     )
     done = asyncio.Event()
     window: dict[str, float] = {}
+    # Side channel: (speaker send ns, on_rtp start ns, end ns, listener packets sent,
+    # thread CPU ns of the call).
+    trace = array.array("q")
+    traced: set[int] = set()
+
+    def trace_forwarder() -> None:
+        forwarder = sfu.forwarder(ROOM)
+        if forwarder is None or id(forwarder) in traced:
+            return
+        traced.add(id(forwarder))
+        on_rtp = forwarder.on_rtp
+        stats = forwarder.stats
+        clock = time.monotonic_ns
+        cpu_clock = time.thread_time_ns
+        unpack = _PAYLOAD.unpack_from
+
+        def traced_on_rtp(
+            user: str, seq: int, ts: int, payload: bytes, level: int | None, now: float
+        ) -> None:
+            before = stats.packets_sent
+            cpu = cpu_clock()
+            start = clock()
+            on_rtp(user, seq, ts, payload, level, now)
+            end = clock()
+            cpu = cpu_clock() - cpu
+            sent_n = stats.packets_sent - before
+            if sent_n and len(payload) >= _PAYLOAD.size:
+                trace.extend((unpack(payload, 0)[2], start, end, sent_n, cpu))
+
+        forwarder.on_rtp = traced_on_rtp  # type: ignore[method-assign,assignment]
 
     async def offer(request: web.Request) -> web.Response:
         body = await request.json()
         session = sfu.session(ROOM, body["user"]) or await sfu.open(ROOM, body["user"])
         answer = await session.apply_offer(body["sdp"])
+        trace_forwarder()
         return web.json_response({"sdp": answer})
 
     async def audible(request: web.Request) -> web.Response:
@@ -126,13 +181,18 @@ async def _server(conn: Connection, slots: int) -> None:
         return 0 if forwarder is None else forwarder.stats.packets_sent
 
     async def start(request: web.Request) -> web.Response:
+        del trace[:]
         window["cpu"] = time.process_time()
         window["sent"] = sent()
         return web.json_response({})
 
     async def stop(request: web.Request) -> web.Response:
         return web.json_response(
-            {"cpu": time.process_time() - window["cpu"], "sent": sent() - window["sent"]}
+            {
+                "cpu": time.process_time() - window["cpu"],
+                "sent": sent() - window["sent"],
+                "trace": trace.tolist(),
+            }
         )
 
     async def floor(request: web.Request) -> web.Response:
@@ -147,8 +207,13 @@ async def _server(conn: Connection, slots: int) -> None:
             path = internals.fast_path(session.peer_connection)
             if path is not None:
                 targets.append((path.sendto, path.addr))
-        us, name = _floor(profile, int(body["packets"]), targets)
-        return web.json_response({"us": us, "profile": name})
+        packets = int(body["packets"])
+        us, name = _floor(profile, packets, targets, lean=True)
+        plain_us, _ = _floor(profile, packets, targets, lean=False)
+        paced_us, _ = _floor(profile, packets, targets, lean=True, paced=True)
+        return web.json_response(
+            {"us": us, "plain_us": plain_us, "paced_us": paced_us, "profile": name}
+        )
 
     async def shutdown(request: web.Request) -> web.Response:
         done.set()
@@ -180,9 +245,20 @@ async def _server(conn: Connection, slots: int) -> None:
 
 
 def _floor(
-    profile: int | None, packets: int, targets: list[tuple[Any, tuple[str, int]]]
+    profile: int | None,
+    packets: int,
+    targets: list[tuple[Any, tuple[str, int]]],
+    lean: bool,
+    paced: bool = False,
 ) -> tuple[float, str]:
     """CPU us per packet of SRTP protect + one sendto in a tight loop.
+
+    ``paced``: one round to every destination every 1/PPS s (at most 50 rounds),
+    like the real fan-out, so that the listeners are idle, not busy, when a round
+    starts (each datagram then wakes its receiver up, as in the fan-out).
+
+    ``lean``: the fan-out's own protect (:func:`aiortc_internals.fast_protect`);
+    otherwise ``pylibsrtp.Session.protect``.
 
     Same SRTP profile as the listeners, 64 SRTP sessions in turn, and the same
     sockets and destinations as the real fan-out (the listeners' selected pairs,
@@ -191,6 +267,7 @@ def _floor(
     """
     import pylibsrtp
 
+    from signaling.sfu import aiortc_internals as internals
     from signaling.sfu.rtp import pack_header
 
     names = {
@@ -222,12 +299,17 @@ def _floor(
     if not targets:
         targets = [(sender.sendto, sink.getsockname())]
     payload = os.urandom(PAYLOAD_SIZE)
-    protects = [s.protect for s in sessions]
+    protects = [internals.fast_protect(s) if lean else s.protect for s in sessions]
     # One (protect, sendto, addr) per destination, like the fan-out's outlets.
     plan = [(protects[i % len(protects)], fn, addr) for i, (fn, addr) in enumerate(targets)]
     rounds = max(1, packets // len(plan))
-    start = time.process_time()
+    if paced:
+        rounds = min(rounds, PPS)
+    cpu = 0.0
     for seq in range(rounds):
+        if paced:
+            time.sleep(1 / PPS)
+        start = time.process_time()
         data = (
             pack_header(
                 marker=False, payload_type=96, sequence_number=seq, timestamp=seq * 960, ssrc=1
@@ -235,9 +317,12 @@ def _floor(
             + payload
         )
         for protect, sendto, addr in plan:
-            with contextlib.suppress(OSError):
+            # try/except like the fan-out: contextlib.suppress costs ~0.3 us a packet
+            try:  # noqa: SIM105
                 sendto(protect(data), addr)
-    cpu = time.process_time() - start
+            except OSError:
+                pass
+        cpu += time.process_time() - start
     sink.close()
     sender.close()
     return cpu / (rounds * len(plan)) * 1e6, names.get(profile, str(profile))
@@ -458,6 +543,29 @@ async def _run(args: argparse.Namespace) -> Result:
             return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
 
         server_us = cpu["cpu"] / delivered * 1e6 if delivered else float("nan")
+        ingress: list[float] = []
+        fanout: list[float] = []
+        through: list[float] = []
+        fanout_cpu_ns = fanout_n = 0
+        raw_trace = cpu["trace"]
+        for i in range(0, len(raw_trace), 5):
+            sent_ns, start, end, n, call_cpu = raw_trace[i : i + 5]
+            if not t0 <= sent_ns < t1:
+                continue
+            fanout_cpu_ns += call_cpu
+            fanout_n += n
+            ingress.append(start - sent_ns)
+            fanout.append(end - start)
+            step = (end - start) / n
+            base = start - sent_ns + step / 2
+            through.extend(base + k * step for k in range(n))
+
+        def q(values: list[float], p: float) -> float:
+            if not values:
+                return float("nan")
+            values.sort()
+            return values[min(len(values) - 1, int(p * len(values)))] / 1e6
+
         return Result(
             listeners=connected,
             speakers=args.speakers,
@@ -472,6 +580,15 @@ async def _run(args: argparse.Namespace) -> Result:
             ratio_to_floor=server_us / floor["us"],
             latency_ms_p50=quantile(0.5),
             latency_ms_p99=quantile(0.99),
+            server_ms_p50=q(through, 0.5),
+            server_ms_p99=q(through, 0.99),
+            ingress_ms_p50=q(ingress, 0.5),
+            ingress_ms_p99=q(ingress, 0.99),
+            fanout_ms_p50=q(fanout, 0.5),
+            fanout_ms_p99=q(fanout, 0.99),
+            floor_pylibsrtp_us=floor["plain_us"],
+            floor_paced_us=floor["paced_us"],
+            fanout_cpu_us=fanout_cpu_ns / fanout_n / 1e3 if fanout_n else float("nan"),
             listeners_connected=connected,
             setup_s=setup_s,
             server_packets_sent=int(cpu["sent"]),
