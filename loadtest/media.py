@@ -16,8 +16,14 @@ Packets are counted when their *send* time falls in the window, so the expected
 count is exact: ``listeners x packets sent by heard speakers in the window``.
 After the window the server measures the floor: SRTP ``protect`` + one UDP
 ``sendto`` per packet, in a tight loop, with the SRTP profile its listeners
-negotiated and the same ``protect`` as the fan-out (``floor_us_per_packet``;
-``floor_pylibsrtp_us`` is the same loop with ``pylibsrtp.Session.protect``).
+negotiated, the same ``protect`` as the fan-out and one SRTP session per
+listener (``floor_us_per_packet``); ``floor_pylibsrtp_us`` is the earlier floor
+(``pylibsrtp.Session.protect``, 64 sessions in turn); ``floor_paced_us`` sends one
+round every 20 ms like the fan-out, so that each datagram wakes an idle listener
+process up (a cost of loopback that a remote listener would not put on the
+server). ``fanout_cpu_us`` is the server thread's CPU inside ``on_rtp`` per
+listener packet, ``server_us_per_packet`` all of the server's CPU per listener
+packet (ICE consent, RTCP, timers, the speaker's inbound path included).
 Everything is bounded in time and stops by itself.
 
 Latency, two ways (all clocks are ``CLOCK_MONOTONIC`` of one machine):
@@ -257,10 +263,12 @@ def _floor(
     like the real fan-out, so that the listeners are idle, not busy, when a round
     starts (each datagram then wakes its receiver up, as in the fan-out).
 
-    ``lean``: the fan-out's own protect (:func:`aiortc_internals.fast_protect`);
-    otherwise ``pylibsrtp.Session.protect``.
+    ``lean``: the fan-out's own protect (:func:`aiortc_internals.fast_protect`) and
+    one SRTP session per destination, like the fan-out (1,000 sessions cost ~1.5 us
+    a packet more than 64 in turn: their state does not stay in cache); otherwise
+    the earlier floor, ``pylibsrtp.Session.protect`` with 64 sessions in turn.
 
-    Same SRTP profile as the listeners, 64 SRTP sessions in turn, and the same
+    Same SRTP profile as the listeners, and the same
     sockets and destinations as the real fan-out (the listeners' selected pairs,
     whose processes are polling them), so that the kernel work per datagram is
     the same. The listeners drop these packets (authentication fails).
@@ -283,7 +291,7 @@ def _floor(
         pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM: 44,
     }[profile]
     sessions = []
-    for _ in range(64):
+    for _ in range(max(64, len(targets)) if lean else 64):
         policy = pylibsrtp.Policy(
             key=os.urandom(key_len),
             ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
