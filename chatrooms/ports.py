@@ -21,6 +21,12 @@ RoomCommand = Callable[[Room], list[Event]]
 EventHandler = Callable[[RoomId, Sequence[Event]], Awaitable[None] | None]
 # Called for each participant of a node that died: remove them from the room.
 Evict = Callable[[RoomId, UserId], Awaitable[None]]
+# One page of an audience listing: (user id, name) pairs, the next cursor, the total.
+AudiencePage = tuple[list[tuple[UserId, str]], str | None, int]
+
+
+class InvalidCursor(ValueError):
+    """A cursor that this store did not hand out (or cannot read)."""
 
 
 class RoomStore(Protocol):
@@ -58,6 +64,20 @@ class RoomStore(Protocol):
 
     async def list_rooms(self) -> list[RoomInfo]:
         """Every open room, for the lobby."""
+
+    async def list_audience(
+        self, room_id: RoomId, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[UserId, str]], str | None, int]:
+        """One page of the room's listeners (role listener): up to ``limit`` (user id,
+        name) pairs, the opaque cursor of the next page (None: no more), and how many
+        listeners there are now.
+
+        Start with ``cursor=None`` and pass back each page's cursor. A listener present
+        for the whole walk is listed (at least) once; one who comes or goes meanwhile may
+        or may not be. A page may hold fewer than ``limit`` even when more follow. Raises
+        ``InvalidCursor`` for a cursor it cannot read, ``RoomNotFound`` when there is no
+        such room, ``Unavailable`` when the store cannot answer now.
+        """
 
     async def drop(self, room_id: RoomId) -> None:
         """Forget an ended room."""

@@ -18,8 +18,8 @@ from typing import Final
 from chatrooms import errors
 from chatrooms.events import Event, LeaveReason, RoomEndedEvent
 from chatrooms.ids import RoomId, UserId, new_room_id
-from chatrooms.permissions import Grant
-from chatrooms.ports import EventBus, Presence, RoomStore
+from chatrooms.permissions import Capability, Grant, Role, can
+from chatrooms.ports import EventBus, InvalidCursor, Presence, RoomStore
 from chatrooms.room import Room
 from chatrooms.snapshot import RoomInfo, RoomSnapshot
 from signaling.auth import Identity, TokenService
@@ -27,6 +27,7 @@ from signaling.config import Settings
 from signaling.connection import Connection
 from signaling.hub import Hub
 from signaling.protocol import schema as s
+from signaling.protocol.codec import ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,27 @@ class RoomService:
 
     def snapshot(self, conn: Connection) -> RoomSnapshot:
         return self.room_of(conn).snapshot_for(conn.user_id)
+
+    async def list_audience(self, conn: Connection, cmd: s.ListAudience) -> s.Audience:
+        """One page of the listeners, for those who may invite them (pulled, never pushed)."""
+        # A listener is not in a partial (Redis) view of the room: no role means listener.
+        role = self.room_of(conn).role_of(conn.user_id) or Role.LISTENER
+        if not can(role, Capability.INVITE):
+            raise errors.Forbidden(f"a {role.value} may not do this")
+        try:
+            users, next_cursor, total = await self._store.list_audience(
+                conn.room_id, cmd.cursor, cmd.limit
+            )
+        except InvalidCursor as exc:
+            raise ProtocolError(
+                s.ProtocolErrorCode.INVALID_FIELD, f"cursor: {exc}", cmd.id
+            ) from exc
+        return s.Audience(
+            id=cmd.id,
+            users=tuple(s.AudienceMember(user_id=u, name=n) for u, n in users),
+            next_cursor=next_cursor,
+            total=total,
+        )
 
     async def _after(self, room_id: RoomId, events: list[Event]) -> None:
         """The store has published the events; an ended room is forgotten."""

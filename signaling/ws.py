@@ -250,6 +250,9 @@ class WebSocketEndpoint:
             if isinstance(cmd, s.Resync):
                 conn.send(s.Snapshot(snapshot=self._service.snapshot(conn)))
                 return
+            if isinstance(cmd, s.ListAudience):
+                conn.send(await self._service.list_audience(conn, cmd))
+                return  # the audience page is the reply
             if isinstance(cmd, s.RtcOffer):
                 answer = await self._media.offer(conn, self._service.room_of(conn), cmd.sdp)
                 conn.send(s.RtcAnswer(id=cmd.id, sdp=answer))

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import heapq
 import inspect
 from collections.abc import Collection, Iterable, Sequence
 
 from chatrooms import errors
 from chatrooms.events import Event, LeaveReason
 from chatrooms.ids import RoomId, UserId
-from chatrooms.permissions import Grant
-from chatrooms.ports import EventHandler, Evict, MediaHandler, MediaPacket, Resync, RoomCommand
+from chatrooms.permissions import Grant, Role
+from chatrooms.ports import (
+    AudiencePage,
+    EventHandler,
+    Evict,
+    InvalidCursor,
+    MediaHandler,
+    MediaPacket,
+    Resync,
+    RoomCommand,
+)
 from chatrooms.room import Room
 from chatrooms.snapshot import RoomInfo
 
@@ -79,6 +89,25 @@ class MemoryRoomStore:
 
     async def list_rooms(self) -> list[RoomInfo]:
         return [room.info() for room in self._rooms.values() if room.is_open]
+
+    async def list_audience(self, room_id: RoomId, cursor: str | None, limit: int) -> AudiencePage:
+        """Listeners in the order they became listeners; the cursor is the last one's
+        ``role_since``, so a page is O(n log limit) and nobody is skipped or repeated."""
+        room = self._rooms.get(room_id)
+        if room is None or not room.is_open:
+            raise errors.RoomNotFound("no such room")
+        after = 0
+        if cursor is not None:
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
+                raise InvalidCursor("not a cursor of this listing")
+            after = int(cursor)
+        page = heapq.nsmallest(
+            limit + 1,
+            (m for m in room.iter_members() if m.role is Role.LISTENER and m.role_since > after),
+            key=lambda m: m.role_since,
+        )
+        next_cursor = str(page[limit - 1].role_since) if len(page) > limit else None
+        return [(m.user_id, m.name) for m in page[:limit]], next_cursor, room.listener_count
 
     async def drop(self, room_id: RoomId) -> None:
         self._rooms.pop(room_id, None)

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Collection, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgpack
 import redis.asyncio as aioredis
@@ -33,7 +33,7 @@ from chatrooms.events import Event, LeaveReason, ListenerJoined, ListenerLeft
 from chatrooms.ids import RoomId, UserId
 from chatrooms.permissions import Grant
 from chatrooms.persist import listeners_of, room_from_state, room_to_state
-from chatrooms.ports import RoomCommand
+from chatrooms.ports import AudiencePage, InvalidCursor, RoomCommand
 from chatrooms.room import Room, validate_name
 from chatrooms.snapshot import RoomInfo
 from signaling.backends.wire import pack_events
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_RETRIES = 50
+AUDIENCE_SCANS = 8  # HSCAN calls at most per audience page (a sparse table yields few)
 ROOMS = "cr:rooms"
 
 
@@ -143,6 +144,21 @@ def _unpack(blob: bytes) -> dict[str, Any]:
 def _pack(data: Any) -> bytes:
     packed: bytes = msgpack.packb(data, use_bin_type=True)
     return packed
+
+
+def _audience_cursor(cursor: str | None) -> tuple[int, tuple[int, int, str] | None]:
+    """A listing cursor -> (scan cursor, (count, end, last user id) to resume a batch)."""
+    if cursor is None:
+        return 0, None
+    parts = cursor.split(":", 3)
+    numbers = parts[:3]
+    if not all(p.isascii() and p.isdigit() and int(p) < 2**64 for p in numbers):
+        raise InvalidCursor("not a cursor of this listing")
+    if len(parts) == 1:
+        return int(parts[0]), None
+    if len(parts) != 4 or not parts[3] or not 0 < int(parts[1]) <= 1000:
+        raise InvalidCursor("not a cursor of this listing")
+    return int(parts[0]), (int(parts[1]), int(parts[2]), parts[3])
 
 
 class RedisRoomStore:
@@ -248,6 +264,51 @@ class RedisRoomStore:
             if fetched is not None and fetched[0].is_open:
                 out.append(fetched[0].info())
         return out
+
+    async def list_audience(self, room_id: RoomId, cursor: str | None, limit: int) -> AudiencePage:
+        """HSCAN the audience hash with COUNT ``limit``; total = HLEN.
+
+        The cursor is Redis's scan cursor as a string. HSCAN's COUNT is only a hint: a
+        small hash (listpack) comes back whole and a large one by buckets, so one batch
+        can hold more than ``limit``. The rest of such a batch is read again from the same
+        scan cursor, in user id order after the last one listed, with the cursor
+        ``"<scan>:<count>:<end>:<user id>"`` (``end``: where that batch ended). If the
+        batch read again ends elsewhere (the hash changed meanwhile), it is listed from
+        its start: a repeat, never a loss.
+        """
+        scan, resume = _audience_cursor(cursor)
+        key = audience_key(room_id)
+
+        async def head() -> list[Any]:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.exists(state_key(room_id))
+            pipe.hlen(key)
+            result: list[Any] = await pipe.execute()
+            return result
+
+        exists, total = await self._call(head())
+        if not exists:
+            raise errors.RoomNotFound("no such room")
+        users: list[tuple[UserId, str]] = []
+        for _ in range(AUDIENCE_SCANS):
+            count = resume[0] if resume is not None else limit
+            raw_next, raw_batch = await self._call(self._r.hscan(key, scan, count=count))
+            next_scan = int(raw_next)
+            batch = cast(dict[bytes, bytes], raw_batch)
+            entries = sorted((UserId(u.decode()), n.decode()) for u, n in batch.items())
+            if resume is not None and resume[1] == next_scan:
+                entries = [e for e in entries if e[0] > resume[2]]
+            space = limit - len(users)
+            if len(entries) > space:
+                users += entries[:space]
+                return users, f"{scan}:{count}:{next_scan}:{users[-1][0]}", int(total)
+            users += entries
+            scan, resume = next_scan, None
+            if scan == 0:
+                return users, None, int(total)
+            if len(users) == limit:
+                break
+        return users, str(scan), int(total)
 
     # ------------------------------------------------------------- writing
     async def create(self, room: Room) -> None:

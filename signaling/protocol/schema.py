@@ -36,6 +36,9 @@ class Range:
 
 
 MAX_SDP = 60_000  # characters; a browser offer with a few audio m-lines is ~5-10 KB
+MAX_CURSOR = 200  # characters of an audience listing's cursor
+MAX_AUDIENCE_PAGE = 100  # listeners in one `audience` reply
+DEFAULT_AUDIENCE_PAGE = 50
 UserIdField = Annotated[str, MaxLen(MAX_NAME)]
 RoomIdField = Annotated[str, MaxLen(64)]
 RequestId = Annotated[int, Range(0, 2**31 - 1)]
@@ -268,6 +271,17 @@ class RtcCandidate(Command):
     sdp_mline_index: Annotated[int, Range(0, 64)] | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListAudience(Command):
+    type: ClassVar[str] = "list_audience"
+    doc: ClassVar[str] = (
+        "One page of the room's listeners (moderators and host), answered by `audience`. "
+        "Start without `cursor`; pass each reply's `next_cursor` for the next page."
+    )
+    cursor: Annotated[str, MaxLen(MAX_CURSOR)] | None = None
+    limit: Annotated[int, Range(1, MAX_AUDIENCE_PAGE)] = DEFAULT_AUDIENCE_PAGE
+
+
 COMMANDS: Final[MappingProxyType[str, type[Command]]] = MappingProxyType(
     {
         cls.type: cls
@@ -294,6 +308,7 @@ COMMANDS: Final[MappingProxyType[str, type[Command]]] = MappingProxyType(
             EndRoom,
             RtcOffer,
             RtcCandidate,
+            ListAudience,
         )
     }
 )
@@ -434,6 +449,27 @@ class ActiveSpeakersMessage(ServerMessage):
     user_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudienceMember:
+    """One listener in an `audience` page."""
+
+    user_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Audience(ServerMessage):
+    type: ClassVar[str] = "audience"
+    doc: ClassVar[str] = (
+        "The reply to `list_audience`: up to `limit` listeners, and the cursor of the next "
+        "page (null: this was the last)."
+    )
+    id: int | None
+    users: tuple[AudienceMember, ...]
+    next_cursor: str | None
+    total: int
+
+
 SERVER_MESSAGES: Final[MappingProxyType[str, type[ServerMessage]]] = MappingProxyType(
     {
         cls.type: cls
@@ -448,6 +484,7 @@ SERVER_MESSAGES: Final[MappingProxyType[str, type[ServerMessage]]] = MappingProx
             RtcAnswer,
             RtcClosed,
             ActiveSpeakersMessage,
+            Audience,
         )
     }
 )

@@ -32,6 +32,7 @@ OBJECTS: dict[str, type] = {
     "You": s.You,
     "MediaConfig": s.MediaConfig,
     "IceServerConfig": s.IceServerConfig,
+    "AudienceMember": s.AudienceMember,
 }
 ERRORS_SECTION = "Error codes"
 BYE_SECTION = "Bye reasons and close codes"
