@@ -3,9 +3,10 @@
 //
 // * PUBLIC events carry `version`: ignored when <= the state's version; a gap asks for
 //   a `resync` (a fresh snapshot) and holds events back until it comes.
-// * QUEUE events (hands, invitations) carry `queue_version`: the same, but only for a
-//   viewer who receives the whole queue chain (the stage, the queue, an invitee); a
-//   listener outside the queue only sees the events about themselves.
+// * QUEUE events (hands, invitations) carry `queue_version`: stale ones are ignored, but
+//   a gap asks for a `resync` only on stage, the one place that receives the whole queue
+//   chain. A listener's first QUEUE event (raising a hand, being invited) jumps the
+//   version past the events they were not sent; coming on stage brings a snapshot.
 // * After a drop the client joins again with the same token: within the server's grace
 //   the user keeps their role; the `joined` snapshot replaces everything.
 
@@ -170,7 +171,7 @@ export class RoomClient extends EventTarget {
     return id;
   }
 
-  /** Send a command and wait for its ack (or rtc_answer); rejects with the server's error. */
+  /** Send a command and wait for its ack (or rtc_answer, audience); rejects with the server's error. */
   request(command, timeout = REQUEST_TIMEOUT) {
     return new Promise((resolve, reject) => {
       if (!this.ws || this.phase !== "live") {
@@ -214,6 +215,7 @@ export class RoomClient extends EventTarget {
         return this._snapshot(msg.snapshot);
       case "ack":
       case "rtc_answer":
+      case "audience":
         this._settle(msg);
         return;
       case "pong":
@@ -322,7 +324,13 @@ export class RoomClient extends EventTarget {
     }, 5000);
   }
 
-  /** Whether this viewer receives every QUEUE event (so a gap means something was lost). */
+  /** Whether this viewer receives every QUEUE event, so that a gap means a loss: the stage. */
+  receivesWholeQueue() {
+    const you = this.snap?.you;
+    return Boolean(you && you.role !== "listener");
+  }
+
+  /** Whether this viewer receives QUEUE events about others (stage, queue, invitees). */
   seesQueue() {
     const you = this.snap?.you;
     if (!you) return false;
@@ -338,7 +346,7 @@ export class RoomClient extends EventTarget {
     if (QUEUE_EVENTS.has(ev.type)) {
       const have = this.snap.queue_version;
       if (ev.queue_version <= have) return;
-      if (ev.queue_version > have + 1 && this.seesQueue()) {
+      if (ev.queue_version > have + 1 && this.receivesWholeQueue()) {
         this._held.push(ev);
         this.resync();
         return;
