@@ -49,6 +49,11 @@ const CLOSED_KEYS = {
   token_expired: "closed.token_invalid",
   unsupported_version: "closed.unsupported_version",
 };
+// Listeners fetched per "load more" (the server allows 1 to 100).
+const AUDIENCE_PAGE = 50;
+// After these, the listener is no longer in the audience (or it no longer matters here).
+const LEAVES_AUDIENCE = new Set(["kick", "ban", "add_moderator"]);
+
 const MIC_KEYS = {
   denied: "mic.denied",
   missing: "mic.missing",
@@ -76,6 +81,8 @@ export class RoomView {
     this.media = null;
     this.info = null;
     this.tick = null;
+    // The listener list of moderators: pulled a page at a time, never pushed.
+    this.listing = { open: false, users: [], next: null, total: 0, loaded: false, loading: false };
   }
 
   async mount() {
@@ -377,7 +384,35 @@ export class RoomView {
 
   async moderate(action, target) {
     if (action === "ban" && !window.confirm(t("confirm.ban", { name: target.name }))) return;
-    await this.command(ACTION_COMMANDS[action](target.user_id));
+    const done = await this.command(ACTION_COMMANDS[action](target.user_id));
+    const l = this.listing;
+    if (done && LEAVES_AUDIENCE.has(action) && l.users.some((u) => u.user_id === target.user_id)) {
+      l.users = l.users.filter((u) => u.user_id !== target.user_id);
+      l.total = Math.max(0, l.total - 1);
+      this.renderAudience();
+    }
+  }
+
+  /** Fetch the first page of listeners again (`more`: the next page, appended). */
+  async loadAudience(more = false) {
+    const l = this.listing;
+    if (l.loading || (more && !l.next)) return;
+    l.loading = true;
+    this.renderAudience();
+    const cmd = { type: "list_audience", limit: AUDIENCE_PAGE };
+    if (more) cmd.cursor = l.next;
+    try {
+      const page = await this.client.request(cmd);
+      const users = more ? l.users : [];
+      const seen = new Set(users.map((u) => u.user_id));
+      for (const u of page.users) if (!seen.has(u.user_id)) users.push(u); // a rare repeat
+      Object.assign(l, { users, next: page.next_cursor, total: page.total, loaded: true });
+    } catch (err) {
+      showError(err);
+    } finally {
+      l.loading = false;
+      if (this.client.snap) this.renderAudience();
+    }
   }
 
   renderAudience() {
@@ -440,10 +475,114 @@ export class RoomView {
       }
       const outside = c.snap.invited.filter((u) => !c.snap.queue.some((q) => q.user_id === u));
       if (outside.length) parts.push(h("p", { class: "muted" }, t("queue.invited_outside", { count: outside.length })));
+      if (can(you.role, "invite")) parts.push(this.listenerPanel(you, full, invited));
     } else {
       parts.push(h("p", { class: "muted small" }, t("audience.private")));
     }
     replaceKeepingFocus(this.audienceEl, parts);
+  }
+
+  /** Every listener, hand raised or not, for moderators: opened on demand, paged. */
+  listenerPanel(you, full, invited) {
+    const c = this.client;
+    const l = this.listing;
+    const queued = new Set(c.snap.queue.map((q) => q.user_id));
+    // Someone who came on stage since the page was fetched is no longer a listener.
+    const staged = new Set(c.snap.stage.map((m) => m.user_id));
+    const users = l.users.filter((u) => !staged.has(u.user_id));
+    const body = [];
+    if (!l.loaded) {
+      body.push(h("p", { class: "muted small" }, t("audience.loading")));
+    } else if (!users.length) {
+      body.push(h("p", { class: "muted", "data-testid": "audience-empty" }, t("audience.empty")));
+    } else {
+      body.push(
+        h(
+          "ul",
+          { class: "queue listeners", "data-testid": "audience-list" },
+          users.map((u) => {
+            const target = { ...u, role: "listener", hand: queued.has(u.user_id), invited: invited.has(u.user_id) };
+            const actions = actionsOn(you, target, full);
+            return h(
+              "li",
+              { class: "queue-item", "data-testid": "audience-entry", dataset: { userId: u.user_id } },
+              h("span", { class: "avatar avatar-small", style: `--hue:${hue(u.user_id)}`, "aria-hidden": "true" }, initials(u.name)),
+              h("span", { class: "queue-name" }, u.name),
+              target.invited ? h("span", { class: "badge" }, t("queue.invited")) : null,
+              actions.includes("invite")
+                ? h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "button button-small button-primary",
+                      "data-testid": "invite",
+                      "data-key": `aud-invite-${u.user_id}`,
+                      "aria-label": t("action.invite_label", { name: u.name }),
+                      onclick: () => this.moderate("invite", target),
+                    },
+                    t("action.invite"),
+                  )
+                : null,
+              this.actionMenu(
+                target,
+                actions.filter((a) => a !== "invite"),
+              ),
+            );
+          }),
+        ),
+      );
+    }
+    const footer = h(
+      "div",
+      { class: "row" },
+      l.loaded ? h("span", { class: "muted small", "data-testid": "audience-shown" }, t("audience.shown", { shown: users.length, total: l.total })) : null,
+      l.next
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "button button-small",
+              "data-key": "audience-more",
+              "data-testid": "audience-more",
+              disabled: l.loading || undefined,
+              onclick: () => this.loadAudience(true),
+            },
+            t("audience.load_more"),
+          )
+        : null,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button button-small",
+          "data-key": "audience-refresh",
+          "data-testid": "audience-refresh",
+          disabled: l.loading || undefined,
+          onclick: () => this.loadAudience(),
+        },
+        t("audience.refresh"),
+      ),
+    );
+    return h(
+      "details",
+      {
+        class: "listeners-panel",
+        "data-testid": "audience-panel",
+        open: l.open || undefined,
+        ontoggle: (e) => {
+          const open = e.currentTarget.open;
+          if (open === l.open) return; // a re-render, not the user
+          l.open = open;
+          if (open) this.loadAudience();
+        },
+      },
+      h(
+        "summary",
+        { class: "listeners-summary", "data-key": "audience-toggle", "data-testid": "audience-toggle" },
+        t("audience.listeners"),
+      ),
+      h("div", { "aria-live": "polite", "aria-busy": String(l.loading) }, body, footer),
+    );
   }
 
   renderModeration() {

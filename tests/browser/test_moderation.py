@@ -9,6 +9,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser.conftest import Users
 from tests.browser.helpers import create_room, join_from_lobby, moderate, role, tile
+from tests.signaling.conftest import Server
 
 TITLE = "Book club"
 
@@ -94,3 +95,53 @@ async def test_roles_queue_refusals_ban_and_end(users: Users) -> None:
     await host.get_by_test_id("end-room").click()
     await expect(bob.get_by_test_id("closed-reason")).to_have_text("This room has ended.")
     await expect(host.get_by_test_id("closed-reason")).to_have_text("This room has ended.")
+
+
+async def test_host_invites_a_listener_from_the_audience_list(users: Users, server: Server) -> None:
+    host = await users.open("host")
+    room_id = await create_room(
+        host, name="Alice", title="Quiet corner", topics="books", languages="en"
+    )
+    # The list is pulled when the panel is opened: empty at first.
+    await host.get_by_test_id("audience-toggle").click()
+    await expect(host.get_by_test_id("audience-empty")).to_be_visible()
+    dave = await users.open("dave")
+    await join_from_lobby(dave, name="Dave", title="Quiet corner")
+    # A join is not pushed into the list; "Refresh" pulls it.
+    await expect(host.get_by_test_id("audience-count")).to_contain_text("1 listening")
+    await expect(host.get_by_test_id("audience-entry")).to_have_count(0)
+    await host.get_by_test_id("audience-refresh").click()
+    entry = host.get_by_test_id("audience-entry").filter(has_text="Dave")
+    await expect(entry).to_be_visible()
+    await expect(host.get_by_test_id("audience-shown")).to_have_text("1 of 1 listeners shown.")
+    # Dave never raised a hand, and the host has the same Manage actions as elsewhere.
+    await expect(host.get_by_test_id("queue-entry")).to_have_count(0)
+    await entry.get_by_test_id("manage").click()
+    for action in ("add_moderator", "kick", "ban"):
+        await expect(entry.locator(f'[data-action="{action}"]')).to_be_visible()
+    await entry.get_by_test_id("manage").click()
+    await entry.get_by_test_id("invite").click()
+    await expect(entry).to_contain_text("Invited")
+    await dave.get_by_test_id("accept-invite").click()
+    await expect(tile(host, "Dave")).to_contain_text("Speaker")
+    # On stage, Dave is no longer listed as a listener.
+    await expect(host.get_by_test_id("audience-entry")).to_have_count(0)
+    await host.get_by_test_id("audience-refresh").click()
+    await expect(host.get_by_test_id("audience-empty")).to_be_visible()
+    # Dave, a speaker, cannot list the audience.
+    await expect(dave.get_by_test_id("audience-panel")).to_have_count(0)
+
+    # A crowd comes in over plain WebSockets: the list shows a page, then the rest.
+    crowd = [await server.join(room_id, f"bot{i:02}") for i in range(55)]
+    await host.get_by_test_id("audience-refresh").click()
+    await expect(host.get_by_test_id("audience-entry")).to_have_count(50)
+    await expect(host.get_by_test_id("audience-shown")).to_have_text("50 of 55 listeners shown.")
+    await host.get_by_test_id("audience-more").click()
+    await expect(host.get_by_test_id("audience-entry")).to_have_count(55)
+    await expect(host.get_by_test_id("audience-more")).to_have_count(0)
+    # Closing and opening the panel fetches it again.
+    await crowd[0].ok("leave")
+    await host.get_by_test_id("audience-toggle").click()
+    await host.get_by_test_id("audience-toggle").click()
+    await expect(host.get_by_test_id("audience-entry")).to_have_count(50)
+    await expect(host.get_by_test_id("audience-shown")).to_have_text("50 of 54 listeners shown.")
