@@ -28,6 +28,7 @@ class Settings:
     guest_mode: bool = True
     redis_url: str | None = None  # None: the embedded in-memory backend
     redis_timeout: float = 2.0
+    redis_connections: int = 64  # the pool; commands wait for a free connection
     node_heartbeat: float = 2.0  # seconds between this node's heartbeats in Redis
     node_ttl: float = 10.0  # a node silent this long is dead: others remove its people
     node_id: str = ""  # empty: generated at start

@@ -75,6 +75,8 @@ class WebSocketEndpoint:
             conn = await self._join_phase(ws)
             if conn is not None:
                 await self._command_phase(ws, conn)
+        except ConnectionError:
+            pass  # the client went away while we answered it
         finally:
             self._sockets.discard(ws)
             if conn is not None:

@@ -42,12 +42,17 @@ def make_backends(settings: Settings) -> Backends:
         return Backends(
             store=MemoryRoomStore(bus), bus=bus, presence=MemoryPresence(), media=NoMediaBus()
         )
-    client = aioredis.Redis.from_url(
+    # A bounded pool that makes commands wait for a connection: a join storm must queue
+    # on a few dozen Redis connections, not open thousands (or fail for want of one).
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=settings.redis_connections,
+        timeout=settings.redis_timeout * 5,
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
         health_check_interval=10,
     )
+    client = aioredis.Redis(connection_pool=pool)
     store = RedisRoomStore(client)
     return Backends(
         store=store,
