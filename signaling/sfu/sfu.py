@@ -544,7 +544,9 @@ class Sfu:
             if room.subscribers and due:
                 speaking = forwarder.speaking(settings.speaking_level_dbov)
                 users = tuple(u for u, _ in speaking)
-                if users != room.last_speakers:
+                # Only a change of who talks is news: the loudest-first order flips all
+                # the time, and each update is a frame to every listener of the room.
+                if frozenset(users) != frozenset(room.last_speakers):
                     room.last_speakers = users
                     room.last_speakers_at = now
                     message = ActiveSpeakers(room.room_id, users, tuple(lv for _, lv in speaking))
