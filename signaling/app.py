@@ -53,7 +53,13 @@ def build_node(settings: Settings) -> Node:
         large_room_every=settings.large_room_stats_every,
     )
     tokens = TokenService(settings.secret)
-    media = MediaService(Sfu(sfu_settings(settings)), hub, backends.media, settings.node_id)
+    media = MediaService(
+        Sfu(sfu_settings(settings)),
+        hub,
+        backends.media,
+        settings.node_id,
+        large_room=settings.large_room,
+    )
     hub.observers.append(media.on_events)
     service = RoomService(
         settings=settings,

@@ -40,7 +40,7 @@ class Settings:
     coalesce_drop_at: int = 64  # above this backlog, coalescible updates are dropped
     commands_per_second: float = 20.0
     command_burst: int = 40
-    heartbeat: float = 20.0
+    heartbeat: float = 30.0
     join_timeout: float = 10.0  # the first frame must be a join within this time
 
     # Room behaviour.

@@ -84,6 +84,9 @@ class Hub:
     def connections(self, room_id: RoomId) -> list[Connection]:
         return list(self._rooms.get(room_id, {}).values())
 
+    def connection_count_in(self, room_id: RoomId) -> int:
+        return len(self._rooms.get(room_id, ()))
+
     def room_ids(self) -> list[RoomId]:
         """Rooms with at least one connection on this node."""
         return list(self._rooms)

@@ -61,7 +61,21 @@ def sfu_settings(settings: Settings) -> SfuSettings:
 
 
 class MediaService:
-    def __init__(self, sfu: Sfu, hub: Hub, bus: MediaBus, node_id: str) -> None:
+    def __init__(
+        self,
+        sfu: Sfu,
+        hub: Hub,
+        bus: MediaBus,
+        node_id: str,
+        *,
+        large_room: int = 2000,
+        large_room_speakers_interval: float = 1.0,
+    ) -> None:
+        self._large_room = large_room
+        self._large_room_speakers_interval = large_room_speakers_interval
+        self._speakers_due: dict[RoomId, tuple[str, ...]] = {}
+        self._speakers_sent_at: dict[RoomId, float] = {}
+        self._speakers_timer: dict[RoomId, asyncio.TimerHandle] = {}
         self._sfu = sfu
         self._hub = hub
         self._bus = bus
@@ -199,11 +213,31 @@ class MediaService:
         self._spawn(self._bus.subscribe(room_id, self._ingest))
 
         def forward(update: ActiveSpeakers) -> None:
-            message = EncodedOnce(s.ActiveSpeakersMessage(user_ids=update.user_ids))
-            for conn in self._hub.connections(room_id):
-                conn.send(message)
+            self._speakers_due[room_id] = update.user_ids
+            if room_id in self._speakers_timer:
+                return  # a send is scheduled and will carry the latest
+            loop = asyncio.get_running_loop()
+            large = self._hub.connection_count_in(room_id) >= self._large_room
+            gap = self._large_room_speakers_interval if large else 0.0
+            wait = self._speakers_sent_at.get(room_id, -1e9) + gap - loop.time()
+            if wait <= 0:
+                self._send_speakers(room_id)
+            else:
+                self._speakers_timer[room_id] = loop.call_later(wait, self._send_speakers, room_id)
 
         self._speaker_subs[room_id] = self._sfu.on_active_speakers(room_id, forward)
+
+    def _send_speakers(self, room_id: RoomId) -> None:
+        """One frame per connection of the room; large rooms get it at most once a
+        ``large_room_speakers_interval`` (each update costs a frame per listener)."""
+        self._speakers_timer.pop(room_id, None)
+        users = self._speakers_due.pop(room_id, None)
+        if users is None:
+            return
+        self._speakers_sent_at[room_id] = asyncio.get_running_loop().time()
+        message = EncodedOnce(s.ActiveSpeakersMessage(user_ids=users))
+        for conn in self._hub.connections(room_id):
+            conn.send(message)
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -211,6 +245,9 @@ class MediaService:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        for handle in self._speakers_timer.values():
+            handle.cancel()
+        self._speakers_timer.clear()
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
                 await task

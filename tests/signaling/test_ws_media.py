@@ -170,3 +170,22 @@ async def test_leaving_closes_the_session(make_server: Any) -> None:
     await eventually(lambda: sfu.session(room_id, "ann") is None)
     await host_peer.close()
     await ann_peer.close()
+
+
+async def test_large_rooms_get_active_speakers_at_most_once_a_second(make_server: Any) -> None:
+    from chatrooms.ids import RoomId
+    from signaling.sfu import ActiveSpeakers
+
+    server: Server = await make_server(large_room=3)
+    room_id, host_token = await server.create_room()
+    host = await server.client(room_id, host_token)
+    held = [await server.join(room_id, u) for u in ("ann", "bob")]  # 3 connections: large
+    media = server.node.media
+    media._watch_speakers(RoomId(room_id))
+    tell = media.sfu._rooms[room_id].subscribers[0]  # what the SFU calls on a change
+    for who in (("host",), ("ann",), ("host", "ann"), ("bob",), ("ann", "bob")):
+        tell(ActiveSpeakers(room_id, who, (30.0,) * len(who)))
+    got = [m for m in await host.drain(1.5) if m["type"] == "active_speakers"]
+    # The first at once, then the latest a second later: not five frames to everyone.
+    assert [m["user_ids"] for m in got] == [["host"], ["ann", "bob"]]
+    assert len(held) == 2
