@@ -16,6 +16,7 @@ from signaling.auth import TokenService
 from signaling.backends.factory import Backends, make_backends
 from signaling.config import Settings
 from signaling.connection import Counters
+from signaling.gctune import run_gc_tuner
 from signaling.http_api import HttpApi, error_response
 from signaling.hub import Hub
 from signaling.media import MediaService, sfu_settings
@@ -126,11 +127,20 @@ def create_app(settings: Settings) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         node.backends.bus.on_resync = node.hub.resync
         await node.backends.presence.start(node.service.evict)
-        stats = asyncio.get_running_loop().create_task(node.hub.run_stats(settings.stats_interval))
+        loop = asyncio.get_running_loop()
+        stats = loop.create_task(node.hub.run_stats(settings.stats_interval))
+        background = [stats]
+        if settings.gc_freeze_interval > 0:
+            background.append(
+                loop.create_task(
+                    run_gc_tuner(settings.gc_freeze_interval, settings.gc_full_interval)
+                )
+            )
         yield
-        stats.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stats
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await node.media.close()
         await node.service.close()
         await node.backends.close()

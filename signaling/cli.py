@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--turn-username", default=os.environ.get("CHATROOMS_TURN_USERNAME"))
     serve.add_argument("--turn-password", default=os.environ.get("CHATROOMS_TURN_PASSWORD"))
+    serve.add_argument(
+        "--gc-freeze",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="move long-lived objects out of the collector's full passes this often "
+        "(0: CPython's defaults); a full pass every 10 minutes",
+    )
     serve.add_argument("--log-level", default="INFO")
 
     token = sub.add_parser("token", help="print a signed token")
@@ -100,6 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
         ice_servers=tuple(args.ice_server),
         turn_username=args.turn_username,
         turn_password=args.turn_password,
+        gc_freeze_interval=args.gc_freeze,
     )
     if not settings.secret:
         print(

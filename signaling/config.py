@@ -43,6 +43,11 @@ class Settings:
     heartbeat: float = 30.0
     join_timeout: float = 10.0  # the first frame must be a join within this time
 
+    # Garbage collection (signaling/gctune.py): freeze survivors every N seconds so that
+    # full passes skip the live connections; 0: CPython's defaults (tests, embedding).
+    gc_freeze_interval: float = 0.0
+    gc_full_interval: float = 600.0  # then one full pass (unfreeze, collect) this often
+
     # Room behaviour.
     stats_interval: float = 1.0  # listener counts are published at most this often
     large_room: int = 2000  # with this many connections on a node, counts go out ...
