@@ -125,6 +125,7 @@ def create_app(settings: Settings) -> web.Application:
     app[NODE] = node
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await node.backends.check(settings)
         node.backends.bus.on_resync = node.hub.resync
         await node.backends.presence.start(node.service.evict)
         loop = asyncio.get_running_loop()

@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
         help="share rooms with every node on this Redis (redis://HOST:PORT/DB); "
         "default: everything in this process",
     )
+    serve.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="the --redis URL is a node of a Redis Cluster (sharded pub/sub)",
+    )
     serve.add_argument("--node-id", default="", help="this node's name (default: generated)")
     serve.add_argument("--node-ttl", type=float, default=10.0, help=argparse.SUPPRESS)
     serve.add_argument("--node-heartbeat", type=float, default=2.0, help=argparse.SUPPRESS)
@@ -83,6 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from signaling.app import create_app
+    from signaling.backends.factory import RedisMismatch
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     guest_mode = is_loopback(args.host) if args.guests is None else args.guests
@@ -96,6 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
         secret=args.secret,
         guest_mode=guest_mode,
         redis_url=args.redis,
+        redis_cluster=args.redis_cluster,
         node_id=args.node_id,
         node_ttl=args.node_ttl,
         node_heartbeat=args.node_heartbeat,
@@ -110,6 +117,9 @@ def _serve(args: argparse.Namespace) -> int:
         turn_password=args.turn_password,
         gc_freeze_interval=args.gc_freeze,
     )
+    if settings.redis_cluster and not settings.redis_url:
+        print("error: --redis-cluster goes with --redis URL", file=sys.stderr)
+        return 2
     if not settings.secret:
         print(
             f"note: no ${SECRET_ENV}: tokens from `chatrooms token` will not be accepted",
@@ -117,16 +127,20 @@ def _serve(args: argparse.Namespace) -> int:
         )
     app = create_app(settings)
     print(f"chatrooms on http://{args.host}:{args.port}/ (guests {'on' if guest_mode else 'off'})")
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        loop=uvloop.new_event_loop(),
-        print=None,
-        access_log=None,
-        shutdown_timeout=5.0,
-        backlog=4096,  # join storms: thousands of connects within a second
-    )
+    try:
+        web.run_app(
+            app,
+            host=args.host,
+            port=args.port,
+            loop=uvloop.new_event_loop(),
+            print=None,
+            access_log=None,
+            shutdown_timeout=5.0,
+            backlog=4096,  # join storms: thousands of connects within a second
+        )
+    except RedisMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -27,6 +27,7 @@ class Settings:
     # Browsers may join as listeners with a generated identity, and create rooms.
     guest_mode: bool = True
     redis_url: str | None = None  # None: the embedded in-memory backend
+    redis_cluster: bool = False  # redis_url is a node of a Redis Cluster
     redis_timeout: float = 2.0
     redis_connections: int = 64  # the pool; commands wait for a free connection
     node_heartbeat: float = 2.0  # seconds between this node's heartbeats in Redis

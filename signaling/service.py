@@ -257,7 +257,12 @@ class RoomService:
             raise errors.RoomEnded("the room has ended")
         return room
 
-    def snapshot(self, conn: Connection) -> RoomSnapshot:
+    async def snapshot(self, conn: Connection) -> RoomSnapshot:
+        """For a client that saw a gap: the latest committed state, read from the store
+        (this node's view may trail another node's commit by a moment); the cached view
+        if the store is away. Events older than it are ignored by the client."""
+        with contextlib.suppress(errors.Unavailable):
+            await self._store.load(conn.room_id)
         return self.room_of(conn).snapshot_for(conn.user_id)
 
     async def list_audience(self, conn: Connection, cmd: s.ListAudience) -> s.Audience:

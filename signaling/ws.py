@@ -250,7 +250,7 @@ class WebSocketEndpoint:
                     s.ProtocolErrorCode.ALREADY_JOINED, "this connection is in a room", cmd.id
                 )
             if isinstance(cmd, s.Resync):
-                conn.send(s.Snapshot(snapshot=self._service.snapshot(conn)))
+                conn.send(s.Snapshot(snapshot=await self._service.snapshot(conn)))
                 return
             if isinstance(cmd, s.ListAudience):
                 conn.send(await self._service.list_audience(conn, cmd))

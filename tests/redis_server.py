@@ -21,9 +21,11 @@ def free_port() -> int:
 class RedisServer:
     """Persistence as production should have it: an append-only file, fsync'd always."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, cluster: bool = False) -> None:
         self.dir = directory
         self.port = free_port()
+        self.cluster = cluster  # a node of a Redis Cluster
+        self.bus_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,21 +43,33 @@ class RedisServer:
                 "--appendfsync", "always",
                 "--save", "",
                 "--protected-mode", "yes",
+                *(
+                    # The cluster bus port is port + 10000 unless given: may be taken.
+                    ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port)]
+                    if self.cluster
+                    else []
+                ),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        self.wait_for("+PONG", "PING")
+
+    def wait_for(self, expected: str, *command: str) -> None:
+        """Send ``command`` until the reply holds ``expected`` (10 s at most)."""
+        request = "".join(f"${len(a)}\r\n{a}\r\n" for a in command)
+        request = f"*{len(command)}\r\n" + request
         deadline = time.monotonic() + 10
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
+                    conn.sendall(request.encode())
+                    if expected.encode() in conn.recv(4096):
                         return
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
+                raise RuntimeError(f"redis-server on {self.port} never answered {expected}")
             time.sleep(0.05)
 
     def kill(self) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-
 from chatrooms.ports import EventBus, MediaBus, Presence, RoomStore
 from signaling.backends.memory import (
     MemoryEventBus,
@@ -14,10 +12,15 @@ from signaling.backends.memory import (
     NoMediaBus,
 )
 from signaling.backends.redis_bus import RedisEventBus
+from signaling.backends.redis_client import OUTAGE, Client, connect
 from signaling.backends.redis_media import RedisMediaBus
 from signaling.backends.redis_presence import RedisPresence
 from signaling.backends.redis_store import RedisRoomStore
 from signaling.config import Settings
+
+
+class RedisMismatch(RuntimeError):
+    """--redis names a cluster node without --redis-cluster."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +29,20 @@ class Backends:
     bus: EventBus
     presence: Presence
     media: MediaBus
-    redis: aioredis.Redis | None = field(default=None)
+    redis: Client | None = field(default=None)
+
+    async def check(self, settings: Settings) -> None:
+        """Refuse to run a single-Redis node against a cluster (every command would fail)."""
+        if self.redis is None or settings.redis_cluster:
+            return
+        try:
+            info = await self.redis.info("cluster")
+        except OUTAGE:
+            return  # Redis is away: the node starts and reconnects when it is back
+        if info.get("cluster_enabled"):
+            raise RedisMismatch(
+                f"{settings.redis_url} is a node of a Redis Cluster: add --redis-cluster"
+            )
 
     async def close(self) -> None:
         await self.presence.close()
@@ -42,18 +58,8 @@ def make_backends(settings: Settings) -> Backends:
         return Backends(
             store=MemoryRoomStore(bus), bus=bus, presence=MemoryPresence(), media=NoMediaBus()
         )
-    # A bounded pool that makes commands wait for a connection: a join storm must queue
-    # on a few dozen Redis connections, not open thousands (or fail for want of one).
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_connections,
-        timeout=settings.redis_timeout * 5,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        health_check_interval=10,
-    )
-    client = aioredis.Redis(connection_pool=pool)
-    store = RedisRoomStore(client)
+    client = connect(settings)
+    store = RedisRoomStore(client, concurrency=settings.redis_connections)
     return Backends(
         store=store,
         bus=RedisEventBus(client, store),

@@ -14,11 +14,10 @@ import contextlib
 import inspect
 import logging
 
-import redis.asyncio as aioredis
-import redis.exceptions
-
 from chatrooms.ids import RoomId
 from chatrooms.ports import EventHandler, Resync
+from signaling.backends.redis_channels import Subscriber, open_subscriber
+from signaling.backends.redis_client import FAILURE, FAILURE_OR_RECONNECTING, Client
 from signaling.backends.redis_store import RedisRoomStore, events_channel
 from signaling.backends.wire import unpack_events
 
@@ -28,14 +27,11 @@ BACKOFF_MIN, BACKOFF_MAX = 0.1, 2.0
 
 
 class RedisEventBus:
-    def __init__(
-        self, client: aioredis.Redis, store: RedisRoomStore, *, sharded: bool = False
-    ) -> None:
+    def __init__(self, client: Client, store: RedisRoomStore) -> None:
         self._client = client
         self._store = store
-        self._sharded = sharded
         self._handlers: dict[RoomId, EventHandler] = {}
-        self._pubsub: aioredis.client.PubSub | None = None
+        self._sub: Subscriber | None = None
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.on_resync: Resync | None = None  # told of each room after a reconnect
@@ -46,31 +42,18 @@ class RedisEventBus:
         fresh = room_id not in self._handlers
         self._handlers[room_id] = handler
         self._ensure_reader()
-        if fresh and self._pubsub is not None and self.connected:
+        if fresh and self._sub is not None and self.connected:
             # If this fails, the reader reconnects and subscribes every room again.
-            with contextlib.suppress(redis.exceptions.RedisError, OSError, AttributeError):
-                await self._sub(self._pubsub, [room_id])
+            with contextlib.suppress(*FAILURE_OR_RECONNECTING):
+                await self._sub.add([events_channel(room_id)])
 
     async def unsubscribe(self, room_id: RoomId) -> None:
         if self._handlers.pop(room_id, None) is None:
             return
         self._store.forget(room_id)
-        if self._pubsub is not None and self.connected:
-            with contextlib.suppress(redis.exceptions.RedisError, OSError, AttributeError):
-                channel = events_channel(room_id)
-                if self._sharded:
-                    await self._pubsub.sunsubscribe(channel)
-                else:
-                    await self._pubsub.unsubscribe(channel)
-
-    async def _sub(self, pubsub: aioredis.client.PubSub, rooms: list[RoomId]) -> None:
-        channels = [events_channel(r) for r in rooms]
-        if not channels:
-            return
-        if self._sharded:
-            await pubsub.ssubscribe(*channels)
-        else:
-            await pubsub.subscribe(*channels)
+        if self._sub is not None and self.connected:
+            with contextlib.suppress(*FAILURE_OR_RECONNECTING):
+                await self._sub.remove([events_channel(room_id)])
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
@@ -80,12 +63,11 @@ class RedisEventBus:
         backoff = BACKOFF_MIN
         first = True
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            sub: Subscriber | None = None
             try:
-                # A pubsub connection needs one subscription before it can be read.
-                await pubsub.subscribe("cr:bus:keepalive")
-                await self._sub(pubsub, list(self._handlers))
-                self._pubsub = pubsub
+                channels = [events_channel(r) for r in self._handlers]
+                sub = await open_subscriber(self._client, "cr:bus:keepalive", channels)
+                self._sub = sub
                 self.connected = True
                 backoff = BACKOFF_MIN
                 if not first:
@@ -93,27 +75,23 @@ class RedisEventBus:
                     await self._resync_all()
                 first = False
                 while True:
-                    message = await pubsub.get_message(timeout=1.0)
+                    message = await sub.get(wait=1.0)
                     if message is not None:
-                        await self._deliver(message)
+                        await self._deliver(*message)
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if sub is not None:
+                    await sub.aclose()
                 raise
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except FAILURE as exc:
                 log.warning("event bus lost Redis (%s); retrying in %.1fs", exc, backoff)
                 self.connected = False
-                self._pubsub = None
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                self._sub = None
+                if sub is not None:
+                    await sub.aclose()
                 await asyncio.sleep(backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2)
 
-    async def _deliver(self, message: dict[str, object]) -> None:
-        channel = message.get("channel")
-        data = message.get("data")
-        if not isinstance(channel, bytes) or not isinstance(data, bytes):
-            return
+    async def _deliver(self, channel: bytes, data: bytes) -> None:
         room_id = RoomId(channel.decode().split("{", 1)[1].split("}", 1)[0])
         handler = self._handlers.get(room_id)
         if handler is None:

@@ -14,11 +14,12 @@ import logging
 from collections import deque
 
 import msgpack
-import redis.asyncio as aioredis
-import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
 from chatrooms.ids import RoomId, UserId
 from chatrooms.ports import MediaHandler, MediaPacket
+from signaling.backends.redis_channels import Subscriber, open_subscriber
+from signaling.backends.redis_client import FAILURE_OR_RECONNECTING, Client
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,14 @@ def unpack_packet(data: bytes) -> MediaPacket:
 
 
 class RedisMediaBus:
-    def __init__(self, client: aioredis.Redis, node_id: str) -> None:
+    def __init__(self, client: Client, node_id: str) -> None:
         self._r = client
+        self._sharded = isinstance(client, RedisCluster)
         self.node_id = node_id
         self._out: deque[tuple[str, bytes]] = deque(maxlen=QUEUE_LIMIT)
         self._wake = asyncio.Event()
         self._handlers: dict[RoomId, MediaHandler] = {}
-        self._pubsub: aioredis.client.PubSub | None = None
+        self._sub: Subscriber | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.published = 0
         self.received = 0
@@ -70,10 +72,13 @@ class RedisMediaBus:
                 try:
                     pipe = self._r.pipeline(transaction=False)
                     for channel, data in batch:
-                        pipe.publish(channel, data)
+                        if self._sharded:
+                            pipe.spublish(channel, data)
+                        else:
+                            pipe.publish(channel, data)
                     await pipe.execute()
                     self.published += len(batch)
-                except (redis.exceptions.RedisError, OSError, AttributeError):
+                except FAILURE_OR_RECONNECTING:
                     await asyncio.sleep(0.5)  # Redis is away: this audio is lost
 
     async def subscribe(self, room_id: RoomId, handler: MediaHandler) -> None:
@@ -82,39 +87,37 @@ class RedisMediaBus:
         if not self._tasks:
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(self._send_loop()), loop.create_task(self._read_loop())]
-        elif fresh and self._pubsub is not None:
-            with contextlib.suppress(redis.exceptions.RedisError, OSError, AttributeError):
-                await self._pubsub.subscribe(media_channel(room_id))
+        elif fresh and self._sub is not None:
+            with contextlib.suppress(*FAILURE_OR_RECONNECTING):
+                await self._sub.add([media_channel(room_id)])
 
     async def unsubscribe(self, room_id: RoomId) -> None:
-        if self._handlers.pop(room_id, None) is not None and self._pubsub is not None:
-            with contextlib.suppress(redis.exceptions.RedisError, OSError, AttributeError):
-                await self._pubsub.unsubscribe(media_channel(room_id))
+        if self._handlers.pop(room_id, None) is not None and self._sub is not None:
+            with contextlib.suppress(*FAILURE_OR_RECONNECTING):
+                await self._sub.remove([media_channel(room_id)])
 
     async def _read_loop(self) -> None:
         while True:
-            pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+            sub: Subscriber | None = None
             try:
-                await pubsub.subscribe("cr:media:keepalive", *map(media_channel, self._handlers))
-                self._pubsub = pubsub
+                channels = [media_channel(r) for r in self._handlers]
+                sub = await open_subscriber(self._r, "cr:media:keepalive", channels)
+                self._sub = sub
                 while True:
-                    message = await pubsub.get_message(timeout=1.0)
+                    message = await sub.get(wait=1.0)
                     if message is not None:
-                        self._deliver(message)
+                        self._deliver(*message)
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if sub is not None:
+                    await sub.aclose()
                 raise
-            except (redis.exceptions.RedisError, OSError, AttributeError):
-                self._pubsub = None
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            except FAILURE_OR_RECONNECTING:
+                self._sub = None
+                if sub is not None:
+                    await sub.aclose()
                 await asyncio.sleep(0.5)
 
-    def _deliver(self, message: dict[str, object]) -> None:
-        channel, data = message.get("channel"), message.get("data")
-        if not isinstance(channel, bytes) or not isinstance(data, bytes):
-            return
+    def _deliver(self, channel: bytes, data: bytes) -> None:
         room_id = RoomId(channel.decode().split("{", 1)[1].split("}", 1)[0])
         handler = self._handlers.get(room_id)
         if handler is None:

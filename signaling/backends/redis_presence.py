@@ -18,11 +18,9 @@ import contextlib
 import logging
 import time
 
-import redis.asyncio as aioredis
-import redis.exceptions
-
 from chatrooms.ids import RoomId, UserId
 from chatrooms.ports import Evict
+from signaling.backends.redis_client import FAILURE, Client
 from signaling.backends.redis_store import presence_key
 
 log = logging.getLogger(__name__)
@@ -30,13 +28,13 @@ log = logging.getLogger(__name__)
 NODES = "cr:nodes"
 SEP = "\x1f"
 
+# Only if the participant is still ours (they may have reconnected to another node).
+# The node's own list lives in another cluster slot, so it is updated apart.
 RELEASE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('SREM', KEYS[2], ARGV[3])
   return 1
 end
-redis.call('SREM', KEYS[2], ARGV[3])
 return 0
 """
 
@@ -56,7 +54,7 @@ def members_key(node_id: str) -> str:
 class RedisPresence:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
         node_id: str,
         *,
         heartbeat: float = 2.0,
@@ -74,7 +72,7 @@ class RedisPresence:
         self.reaped: list[str] = []
 
     async def claim(self, room_id: RoomId, user_id: UserId) -> None:
-        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+        with contextlib.suppress(*FAILURE):
             pipe = self._r.pipeline(transaction=False)
             pipe.hset(presence_key(room_id), user_id, self.node_id)
             pipe.sadd(members_key(self.node_id), f"{room_id}{SEP}{user_id}")
@@ -83,10 +81,10 @@ class RedisPresence:
     async def release(self, room_id: RoomId, user_id: UserId) -> bool:
         try:
             released = await self._release(
-                keys=[presence_key(room_id), members_key(self.node_id)],
-                args=[user_id, self.node_id, f"{room_id}{SEP}{user_id}"],
+                keys=[presence_key(room_id)], args=[user_id, self.node_id]
             )
-        except (redis.exceptions.RedisError, OSError):
+            await self._r.srem(members_key(self.node_id), f"{room_id}{SEP}{user_id}")
+        except FAILURE:
             return True  # Redis is away: the leave will be refused anyway
         return bool(released)
 
@@ -101,7 +99,7 @@ class RedisPresence:
             pipe.set(alive_key(self.node_id), "1", px=int(self._ttl * 1000))
             pipe.sadd(NODES, self.node_id)
             await pipe.execute()
-        except (redis.exceptions.RedisError, OSError):
+        except FAILURE:
             self._healthy_since = None
             return False
         if self._healthy_since is None:
@@ -112,7 +110,7 @@ class RedisPresence:
         while True:
             await asyncio.sleep(self._heartbeat)
             if await self._beat():
-                with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                with contextlib.suppress(*FAILURE):
                     await self._reap()
 
     async def _reap(self) -> None:

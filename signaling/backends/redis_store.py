@@ -25,8 +25,7 @@ from collections.abc import Awaitable, Collection, Iterable
 from typing import Any, TypeVar, cast
 
 import msgpack
-import redis.asyncio as aioredis
-import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
 from chatrooms import errors
 from chatrooms.events import Event, LeaveReason, ListenerJoined, ListenerLeft
@@ -36,6 +35,7 @@ from chatrooms.persist import listeners_of, room_from_state, room_to_state
 from chatrooms.ports import AudiencePage, InvalidCursor, RoomCommand
 from chatrooms.room import Room, validate_name
 from chatrooms.snapshot import RoomInfo
+from signaling.backends.redis_client import OUTAGE, Client
 from signaling.backends.wire import pack_events
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,14 @@ def presence_key(room_id: str) -> str:
 def events_channel(room_id: str) -> str:
     return f"cr:{{{room_id}}}:events"
 
+
+# A consistent read of the state, its rev, the audience size and the given listeners'
+# names (in one script, as a cluster pipeline cannot be a transaction).
+READ = """
+local out = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('HLEN', KEYS[3])}
+if #ARGV > 0 then out[4] = redis.call('HMGET', KEYS[3], unpack(ARGV)) end
+return out
+"""
 
 COMMIT = """
 local rev = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -162,9 +170,13 @@ def _audience_cursor(cursor: str | None) -> tuple[int, tuple[int, int, str] | No
 
 
 class RedisRoomStore:
-    def __init__(self, client: aioredis.Redis, *, sharded: bool = False) -> None:
+    def __init__(self, client: Client, *, concurrency: int = 64) -> None:
         self._r = client
-        self._publish = "SPUBLISH" if sharded else "PUBLISH"
+        # A Redis Cluster takes sharded pub/sub: the room's channel lives on its shard.
+        self._publish = "SPUBLISH" if isinstance(client, RedisCluster) else "PUBLISH"
+        # Commands in flight at once: the cluster client's pools fail when full.
+        self._gate = asyncio.Semaphore(concurrency)
+        self._read = client.register_script(READ)
         self._commit = client.register_script(COMMIT)
         self._join = client.register_script(JOIN_LISTENER)
         self._leave = client.register_script(LEAVE_LISTENER)
@@ -174,8 +186,9 @@ class RedisRoomStore:
     async def _call(self, op: Awaitable[T]) -> T:
         """Await a Redis operation; an outage becomes a typed, retryable error."""
         try:
-            return await op
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            async with self._gate:
+                return await op
+        except OUTAGE as exc:
             raise errors.Unavailable("the room store is unavailable; try again") from exc
         except AttributeError as exc:  # redis-py mid-reconnect: a connection without a writer
             raise errors.Unavailable("the room store is unavailable; try again") from exc
@@ -187,17 +200,8 @@ class RedisRoomStore:
         """The partial room, its rev, and which involved users are in the audience."""
         users = list(dict.fromkeys(involved))
 
-        async def read() -> list[Any]:
-            pipe = self._r.pipeline(transaction=True)
-            pipe.get(state_key(room_id))
-            pipe.get(rev_key(room_id))
-            pipe.hlen(audience_key(room_id))
-            if users:
-                pipe.hmget(audience_key(room_id), users)
-            result: list[Any] = await pipe.execute()
-            return result
-
-        result = await self._call(read())
+        keys = [state_key(room_id), rev_key(room_id), audience_key(room_id)]
+        result = await self._call(self._read(keys=keys, args=users))
         blob, rev, count = result[0], result[1], result[2]
         if blob is None:
             return None

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from chatrooms.events import LeaveReason
 from chatrooms.ids import RoomId, UserId
@@ -204,7 +205,11 @@ async def test_listeners_on_two_nodes_are_all_listed(
 # ------------------------------------------------ the stores, walked while people churn
 @pytest.fixture
 async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisRoomStore]:  # noqa: F811
-    client = aioredis.from_url(redis_server.url)
+    client: aioredis.Redis | ClusterClient
+    if redis_server.cluster:
+        client = ClusterClient.from_url(redis_server.url)
+    else:
+        client = aioredis.from_url(redis_server.url)
     yield RedisRoomStore(client)
     await client.aclose()
 

@@ -1,4 +1,8 @@
-"""Several nodes sharing rooms through a real redis-server."""
+"""Several nodes sharing rooms through a real redis-server, and through a Redis Cluster.
+
+Every test runs twice: against one redis-server (plain pub/sub) and against a cluster
+of three (sharded pub/sub, each room on the shard of its hash slot).
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,16 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer, free_port
 from tests.signaling.conftest import SECRET, Client, Server
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
+@pytest.fixture(params=["redis", "cluster"])
+def redis_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path) if request.param == "redis" else RedisCluster(tmp_path)
     server.start()
-    yield server
+    yield server  # type: ignore[misc]  # a cluster has the same start, kill and url
     server.kill()
 
 
@@ -30,6 +35,7 @@ async def nodes(make_server: Callable[..., Any], redis_server: RedisServer) -> C
     async def start(name: str, **overrides: Any) -> Server:
         server: Server = await make_server(
             redis_url=redis_server.url,
+            redis_cluster=redis_server.cluster,
             node_id=name,
             node_heartbeat=0.2,
             node_ttl=1.0,
@@ -158,6 +164,7 @@ async def node_process(redis_server: RedisServer) -> AsyncIterator[Callable[...,
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "signaling", "serve", "--port", str(port),
             "--redis", redis_server.url, "--node-id", name,
+            *(["--redis-cluster"] if redis_server.cluster else []),
             "--node-ttl", "1", "--node-heartbeat", "0.2", "--log-level", "WARNING",
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
