@@ -3,10 +3,12 @@ event takes from one node's commit to another node's subscriber, and the added l
 of audio crossing nodes on the media bus.
 
     python -m loadtest.redis_bench --redis redis://127.0.0.1:6379/15 --seconds 10 --json out.json
+    python -m loadtest.redis_bench --cluster --seconds 10     # a Redis Cluster of three
 
-Without --redis it starts a redis-server on a free loopback port (no persistence) and
-stops it at the end. It uses the server's own store, bus and media bus classes, with two
-"nodes" (two clients) in one process.
+Without --redis it starts a redis-server on a free loopback port (no persistence), or
+with --cluster three cluster-enabled ones made a cluster, and stops them at the end. It
+uses the server's own store, bus and media bus classes, with two "nodes" (two clients)
+in one process.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -26,12 +29,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from chatrooms.events import Event
 from chatrooms.ids import RoomId, UserId
 from chatrooms.ports import MediaPacket
 from chatrooms.room import Room
 from signaling.backends.redis_bus import RedisEventBus
+from signaling.backends.redis_client import Client
 from signaling.backends.redis_media import RedisMediaBus
 from signaling.backends.redis_store import RedisRoomStore
 
@@ -43,31 +48,86 @@ def _pct(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-@contextlib.contextmanager
-def _redis_server() -> Iterator[str]:
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def _redis_servers(count: int, *, cluster: bool) -> Iterator[list[int]]:
+    """``count`` redis-servers on free loopback ports, without persistence."""
+    ports = [_free_port() for _ in range(count)]
+    procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(port),
-             "--bind", "127.0.0.1", "--dir", tmp, "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
         try:
+            for port in ports:
+                directory = f"{tmp}/{port}"
+                os.mkdir(directory)
+                extra = ["--cluster-enabled", "yes", "--cluster-port", str(_free_port())]
+                procs.append(subprocess.Popen(
+                    [shutil.which("redis-server") or "redis-server", "--port", str(port),
+                     "--bind", "127.0.0.1", "--dir", directory, "--save", "",
+                     "--appendonly", "no", *(extra if cluster else [])],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                ))  # fmt: skip
+            for port in ports:
+                for _ in range(200):
+                    with (
+                        contextlib.suppress(OSError),
+                        socket.create_connection(("127.0.0.1", port)),
+                    ):
+                        break
+                    time.sleep(0.05)
+            yield ports
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
+
+
+@contextlib.contextmanager
+def _redis_server() -> Iterator[str]:
+    with _redis_servers(1, cluster=False) as ports:
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+
+
+@contextlib.contextmanager
+def _redis_cluster() -> Iterator[str]:
+    with _redis_servers(3, cluster=True) as ports:
+        subprocess.run(
+            [shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+             *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+        )  # fmt: skip
+        for port in ports:  # every primary must agree that the cluster is up
             for _ in range(200):
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                out = subprocess.run(
+                    [shutil.which("redis-cli") or "redis-cli", "-p", str(port), "cluster", "info"],
+                    capture_output=True, text=True, timeout=10,
+                ).stdout  # fmt: skip
+                if "cluster_state:ok" in out:
                     break
                 time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        yield f"redis://127.0.0.1:{ports[0]}/0"
 
 
-async def _commits(url: str, seconds: float, writers: int) -> dict[str, Any]:
+class _Clients:
+    """Makes clients of one Redis, or of a Redis Cluster."""
+
+    def __init__(self, url: str, cluster: bool) -> None:
+        self.url, self.cluster = url, cluster
+
+    def __call__(self) -> Client:
+        if self.cluster:
+            return RedisCluster.from_url(self.url)
+        return aioredis.Redis.from_url(self.url)
+
+
+async def _commits(connect: _Clients, seconds: float, writers: int) -> dict[str, Any]:
     """Writers on two nodes toggle the lock of one room as fast as they can."""
-    a, b = aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)
+    a, b = connect(), connect()
     store_a, store_b = RedisRoomStore(a), RedisRoomStore(b)
     room = Room.create(
         room_id=RoomId("bench"), host_id=UserId("host"), host_name="Host", title="b", now=0
@@ -119,9 +179,9 @@ async def _commits(url: str, seconds: float, writers: int) -> dict[str, Any]:
     }
 
 
-async def _listener_joins(url: str, seconds: float, tasks: int) -> dict[str, Any]:
+async def _listener_joins(connect: _Clients, seconds: float, tasks: int) -> dict[str, Any]:
     """Plain listeners joining through the audience-only script."""
-    client = aioredis.Redis.from_url(url)
+    client = connect()
     store = RedisRoomStore(client)
     room = Room.create(
         room_id=RoomId("joins"), host_id=UserId("host"), host_name="Host", title="j", now=0
@@ -147,9 +207,9 @@ async def _listener_joins(url: str, seconds: float, tasks: int) -> dict[str, Any
     return {"joins_per_s": count / elapsed}
 
 
-async def _media(url: str, seconds: float, speakers: int) -> dict[str, Any]:
+async def _media(connect: _Clients, seconds: float, speakers: int) -> dict[str, Any]:
     """Speakers' packets at 50 pps each from node a, received by node b's media bus."""
-    a, b = aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)
+    a, b = connect(), connect()
     bus_a, bus_b = RedisMediaBus(a, "a"), RedisMediaBus(b, "b")
     delays: list[float] = []
 
@@ -186,25 +246,31 @@ async def _media(url: str, seconds: float, speakers: int) -> dict[str, Any]:
     }
 
 
-async def _run(url: str, seconds: float) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    single = await _commits(url, seconds, writers=1)
+async def _run(connect: _Clients, seconds: float) -> dict[str, Any]:
+    result: dict[str, Any] = {"cluster": connect.cluster}
+    single = await _commits(connect, seconds, writers=1)
     result["commits_per_s_one_writer"] = single["commits_per_s"]
-    result.update(await _commits(url, seconds, writers=8))
-    result.update(await _listener_joins(url, seconds, tasks=16))
-    result.update(await _media(url, seconds, speakers=3))
+    result["event_ms_p50_one_writer"] = single["event_ms_p50"]
+    result["event_ms_p99_one_writer"] = single["event_ms_p99"]
+    result.update(await _commits(connect, seconds, writers=8))
+    result.update(await _listener_joins(connect, seconds, tasks=16))
+    result.update(await _media(connect, seconds, speakers=3))
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.redis_bench")
     parser.add_argument("--redis", help="a Redis to use (default: start one)")
+    parser.add_argument(
+        "--cluster", action="store_true", help="a Redis Cluster (started if no --redis)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
-        url = args.redis or stack.enter_context(_redis_server())
-        result = asyncio.run(_run(url, args.seconds))
+        start = _redis_cluster if args.cluster else _redis_server
+        url = args.redis or stack.enter_context(start())
+        result = asyncio.run(_run(_Clients(url, args.cluster), args.seconds))
     width = max(len(k) for k in result)
     for key, value in result.items():
         shown = f"{value:.2f}" if isinstance(value, float) else value

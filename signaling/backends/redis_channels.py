@@ -101,8 +101,7 @@ class ShardedSubscriber:
         self._queue: asyncio.Queue[Message | BaseException] = asyncio.Queue()
 
     async def _node(self, channel: str) -> ClusterNode:
-        if not self._cluster._initialize:
-            await self._cluster.initialize()
+        await self._cluster.initialize()  # loads the slot map once; then returns at once
         node = self._cluster.get_node_from_key(channel)
         if node is None:
             raise redis.exceptions.ClusterDownError(f"no node serves {channel}")

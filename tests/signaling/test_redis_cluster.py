@@ -118,3 +118,44 @@ async def test_a_node_without_the_cluster_flag_refuses_to_start(
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert b"add --redis-cluster" in err and b"Traceback" not in err
+
+
+async def test_buses_subscribe_before_the_client_knows_the_slots(cluster: RedisCluster) -> None:
+    """A node's first Redis call may be a subscription: it must load the slot map."""
+    from chatrooms.events import Event
+    from chatrooms.ids import RoomId, UserId
+    from chatrooms.ports import MediaPacket
+    from chatrooms.room import Room
+    from signaling.backends.redis_bus import RedisEventBus
+    from signaling.backends.redis_media import RedisMediaBus
+    from signaling.backends.redis_store import RedisRoomStore
+
+    clients = [ClusterClient.from_url(cluster.url) for _ in range(4)]
+    media_in, media_out = RedisMediaBus(clients[0], "b"), RedisMediaBus(clients[1], "a")
+    store_b = RedisRoomStore(clients[2])
+    events_in, store_a = RedisEventBus(clients[2], store_b), RedisRoomStore(clients[3])
+    packets: list[MediaPacket] = []
+    events: list[Event] = []
+    room_id = RoomId("fresh")
+    try:
+        await media_in.subscribe(room_id, lambda r, p: packets.append(p))
+        await events_in.subscribe(room_id, lambda r, e: events.extend(e))
+        room = Room.create(
+            room_id=room_id, host_id=UserId("host"), host_name="Host", title="t", now=0
+        )
+        await store_a.create(room)
+        for attempt in range(100):  # the readers subscribe in the background
+            packet = MediaPacket("a", UserId("host"), attempt, 0, 30, b"opus", 0.0)
+            media_out.publish(room_id, packet)
+            await store_a.apply(room_id, lambda r: r.set_locked(UserId("host"), not r.locked))
+            await asyncio.sleep(0.05)
+            if packets and events:
+                break
+        assert packets and packets[-1].payload == b"opus"
+        assert events and events[-1].room_id == room_id
+    finally:
+        await media_in.close()
+        await media_out.close()
+        await events_in.close()
+        for client in clients:
+            await client.aclose()
