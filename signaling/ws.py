@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections.abc import Awaitable, Callable
 
@@ -17,7 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from chatrooms import errors
 from chatrooms.ids import RoomId
 from signaling.auth import AuthError, AuthErrorCode, Identity
-from signaling.connection import Connection, ConnState, Counters
+from signaling.connection import Connection, ConnState, Counters, WriteNow
 from signaling.media import MediaService
 from signaling.metrics import Traffic
 from signaling.protocol import schema as s
@@ -72,7 +73,7 @@ class WebSocketEndpoint:
         self._sockets.add(ws)
         conn: Connection | None = None
         try:
-            conn = await self._join_phase(ws)
+            conn = await self._join_phase(ws, request)
             if conn is not None:
                 await self._command_phase(ws, conn)
         except ConnectionError:
@@ -129,7 +130,9 @@ class WebSocketEndpoint:
         return identity
 
     # --------------------------------------------------------------- phases
-    async def _join_phase(self, ws: web.WebSocketResponse) -> Connection | None:
+    async def _join_phase(
+        self, ws: web.WebSocketResponse, request: web.Request
+    ) -> Connection | None:
         """Read frames until a join succeeds; errors are answered, not fatal."""
         deadline = time.monotonic() + self._join_timeout
         fmt = WireFormat.JSON
@@ -184,6 +187,7 @@ class WebSocketEndpoint:
                 coalesce_drop_at=self._coalesce_drop_at,
                 commands_per_second=self._rate,
                 command_burst=self._burst,
+                write_now=_writer_now(request, ws, fmt),
             )
             try:
                 await self._service.join(conn, cmd.name if identity.guest else None)
@@ -282,3 +286,39 @@ class WebSocketEndpoint:
         """Close every socket with GOING_AWAY (aiohttp's graceful-shutdown recipe)."""
         for ws in list(self._sockets):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def ws_header(opcode: int, length: int) -> bytes:
+    """The header of a final, unmasked (server to client) WebSocket frame."""
+    if length < 126:
+        return bytes((0x80 | opcode, length))
+    if length < 1 << 16:
+        return _HEADER16.pack(0x80 | opcode, 126, length)
+    return _HEADER64.pack(0x80 | opcode, 127, length)
+
+
+_HEADER16 = struct.Struct("!BBH")
+_HEADER64 = struct.Struct("!BBQ")
+
+
+def _writer_now(
+    request: web.Request, ws: web.WebSocketResponse, fmt: WireFormat
+) -> WriteNow | None:
+    """Write a frame straight to the socket when nothing is waiting to be sent on it.
+
+    aiohttp writes every frame whole and at once, so frames never interleave; a
+    transport with unsent bytes (a slow reader) or a closing socket is left to the
+    connection's writer, which goes through aiohttp and its flow control."""
+    transport = request.transport
+    if transport is None:
+        return None
+    opcode = int(WSMsgType.TEXT if fmt is WireFormat.JSON else WSMsgType.BINARY)
+
+    def write_now(frame: Frame) -> bool:
+        if ws.closed or transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        data = frame.encode() if isinstance(frame, str) else frame
+        transport.write(ws_header(opcode, len(data)) + data)
+        return True
+
+    return write_now

@@ -39,6 +39,7 @@ def _conn(t: Transport, counters: Counters, **kw: Any) -> Connection:
         coalesce_drop_at=kw.get("coalesce_drop_at", 4),
         commands_per_second=10,
         command_burst=5,
+        write_now=kw.get("write_now"),
     )
     conn.state = ConnState.LIVE
     return conn
@@ -89,6 +90,34 @@ async def test_send_never_awaits_a_stalled_client() -> None:
     for i in range(5_000):
         conn.send(Pong(id=i))  # returns at once: a stalled transport blocks only the writer
     assert conn.backlog >= 4_999
+    conn.abort()
+
+
+async def test_with_nothing_queued_a_frame_goes_straight_to_the_transport() -> None:
+    t, counters = Transport(), Counters()
+    direct: list[Any] = []
+    takes = [True]
+
+    def write_now(frame: Any) -> bool:
+        if takes[0]:
+            direct.append(frame)
+        return takes[0]
+
+    conn = _conn(t, counters, write_now=write_now)
+    await asyncio.sleep(0)  # the writer starts and waits for work
+    conn.send(Pong(id=1))
+    assert len(direct) == 1 and not t.frames  # written within send(), no task switch
+    takes[0] = False  # the socket has unsent bytes: the writer takes over
+    conn.send(Pong(id=2))
+    takes[0] = True
+    conn.send(_stats(3))  # 2 is waiting: this one goes behind it, not around it
+    conn.send(Pong(id=4))
+    assert len(direct) == 1
+    await asyncio.sleep(0.01)
+    assert ['"id":2' in t.frames[0], '"listeners":3' in t.frames[2]] == [True, True]
+    assert '"id":4' in t.frames[1] and len(t.frames) == 3
+    conn.send(Pong(id=5))  # all written: straight again
+    assert len(direct) == 2 and counters.frames_out == 5
     conn.abort()
 
 

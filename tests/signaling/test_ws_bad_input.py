@@ -188,6 +188,7 @@ async def test_slow_consumer_is_cut_off_without_slowing_others(make_server: Any)
         await real_send(frame)
 
     conn._send_frame = stalled  # the transport stops draining, as with a stalled TCP peer
+    conn._write_now = lambda frame: False  # unsent bytes wait in the socket: no direct write
     for _ in range(3):
         await host.ok("lock")
         await host.ok("unlock")
