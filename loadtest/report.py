@@ -111,6 +111,7 @@ def build_report(
     latency_by_s: dict[int, list[np.ndarray[Any, Any]]] = {}
     restarts = ready = 0
     media_failed: Counter[str] = Counter()
+    media_closed: Counter[str] = Counter()
     for r in results:
         a = r["audio"]
         audio_received += a["received"]
@@ -118,6 +119,7 @@ def build_report(
         ready += a["ready"]
         restarts += a["restarts"]
         media_failed.update(a["failed"])
+        media_closed.update(a.get("closed", {}))
         for room, start, end in a["windows"]:
             sent_s = counted.get(room)
             if sent_s is None or end < start:
@@ -246,6 +248,7 @@ def build_report(
         "media_listeners_ready": ready,
         "media_failures": dict(media_failed),
         "media_restarts": restarts,
+        "media_closed": dict(media_closed),
         "audio_expected": audio_expected,
         "audio_received": audio_received,
         "audio_lost": lost,
@@ -296,6 +299,10 @@ SUMMARY: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("event ms p50/p95/p99", lambda r: _slash(r, "event_ms_p50", "event_ms_p95", "event_ms_p99")),
     ("events delivered %", lambda r: str(r["event_delivered_pct"])),
     ("media listeners ready", lambda r: str(r["media_listeners_ready"])),
+    (
+        "media sessions ended by server",
+        lambda r: f"{r['media_restarts']}  {r.get('media_closed') or ''}".rstrip(),
+    ),
     ("audio expected/received", lambda r: _slash(r, "audio_expected", "audio_received")),
     (
         "audio lost/late",

@@ -70,6 +70,7 @@ class AudioStats:
     live: int = 0
     failed: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
+    closed: Counter[str] = field(default_factory=Counter)  # rtc_closed reasons
 
 
 @dataclass
@@ -124,6 +125,7 @@ class MediaListener(Listener):
         super().on_message(msg, now)
         if msg.get("type") == "rtc_closed" and not self.stop.is_set():
             self.audio.restarts += 1
+            self.audio.closed[str(msg.get("reason"))] += 1
             self._end_window(now)
             self.task = asyncio.create_task(self._media(self.peer.slots if self.peer else 3))
 
@@ -355,5 +357,6 @@ def _result(stats: JoinStats, events: EventLog, audio: AudioStats) -> dict[str, 
             "ready": audio.ready,
             "failed": dict(audio.failed),
             "restarts": audio.restarts,
+            "closed": dict(audio.closed),
         },
     }
