@@ -1,6 +1,8 @@
 """One protocol client (msgpack over the signaling WebSocket) that joins a room, reads
 everything the server sends, and reconnects when its connection drops.
 
+Listener bots connect with :mod:`loadtest.wsclient` (``connect``: frames are handled
+as they are parsed, no task per frame); the driver's bots use an aiohttp session.
 A bot reconnects with the same token (the guest token from ``joined.token`` when it
 joined without one), so it keeps its identity and place; it tries the next ``--url``
 first. Every wait is bounded; :attr:`Bot.stop` ends it.
@@ -14,12 +16,14 @@ import contextlib
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import msgpack
+
+from loadtest.wsclient import LeanWebSocket
 
 Message = dict[str, Any]
 
@@ -60,7 +64,8 @@ class Bot:
         urls: Sequence[str],
         url_index: int,
         token: str | None,
-        session: Callable[[], aiohttp.ClientSession],
+        session: Callable[[], aiohttp.ClientSession] | None = None,
+        connect: Callable[[str], Awaitable[LeanWebSocket]] | None = None,
         stats: JoinStats,
         stop: asyncio.Event,
     ) -> None:
@@ -69,10 +74,13 @@ class Bot:
         self.urls = list(urls)
         self.url_index = url_index
         self.token = token
+        if (session is None) == (connect is None):
+            raise ValueError("a bot needs a session or a connect, not both")
         self._session = session
+        self._connect = connect
         self.stats = stats
         self.stop = stop
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | LeanWebSocket | None = None
         self.joined: Message | None = None
         self.user_id = ""
         self.version = -1
@@ -156,11 +164,18 @@ class Bot:
         self.stats.attempted += 1
         started = time.time()
         url = self.urls[self.url_index]
+        ws: aiohttp.ClientWebSocketResponse | LeanWebSocket
         try:
-            ws = await asyncio.wait_for(
-                self._session().ws_connect(url + "/ws", max_msg_size=0, heartbeat=None, compress=0),
-                CONNECT_TIMEOUT,
-            )
+            if self._connect is not None:
+                ws = await asyncio.wait_for(self._connect(url + "/ws"), CONNECT_TIMEOUT)
+            else:
+                assert self._session is not None
+                ws = await asyncio.wait_for(
+                    self._session().ws_connect(
+                        url + "/ws", max_msg_size=0, heartbeat=None, compress=0
+                    ),
+                    CONNECT_TIMEOUT,
+                )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.stats.failed["connect:" + type(exc).__name__] += 1
             return False
@@ -215,42 +230,57 @@ class Bot:
     async def _read(self) -> None:
         ws = self.ws
         assert ws is not None
-        unpack = msgpack.unpackb
+        if isinstance(ws, LeanWebSocket):
+            ws.listen(lambda data: self._on_frame(ws, data))
+            await ws.wait_closed()
+            return
         try:
             async for got in ws:
                 if got.type is not aiohttp.WSMsgType.BINARY:
                     continue
-                now = time.time()
-                msg: Message = unpack(got.data)
-                kind = msg.get("type")
-                if kind in ("ack", "error", "rtc_answer"):
-                    future = self._calls.get(msg.get("id") or 0)
-                    if future is not None and not future.done():
-                        future.set_result(msg)
-                elif kind == "snapshot":
-                    snap = msg["snapshot"]
-                    self.version = int(snap["version"])
-                    self.queue_version = int(snap["queue_version"])
-                elif kind == "bye":
-                    reason = str(msg.get("reason"))
-                    self.stats.byes[reason] += 1
-                    if reason in FINAL_BYES:
-                        self._final = True
-                else:
-                    version = msg.get("version")
-                    if (
-                        isinstance(version, int)
-                        and kind != "room_stats"
-                        and "queue_version" not in msg
-                    ):
-                        if version > self.version + 1 and self.version >= 0:
-                            self.stats.gaps += 1
-                            with contextlib.suppress(Exception):
-                                await ws.send_bytes(msgpack.packb({"type": "resync"}))
-                        self.version = max(self.version, version)
-                self.on_message(msg, now)
+                if self._handle(got.data, time.time()):
+                    with contextlib.suppress(Exception):
+                        await ws.send_bytes(msgpack.packb({"type": "resync"}))
         except (aiohttp.ClientError, OSError, ValueError):
             pass
+
+    def _on_frame(self, ws: LeanWebSocket, data: bytes | str) -> None:
+        """A frame, as the lean client parses it (no task in between)."""
+        if not isinstance(data, bytes):
+            return
+        try:
+            if self._handle(data, time.time()):
+                ws.send_now(msgpack.packb({"type": "resync"}))
+        except ValueError:  # not msgpack, or not the protocol: like a drop
+            ws.abort()
+
+    def _handle(self, data: bytes, now: float) -> bool:
+        """One message after `joined`; True if a version gap calls for a resync."""
+        msg: Message = msgpack.unpackb(data)
+        kind = msg.get("type")
+        resync = False
+        if kind in ("ack", "error", "rtc_answer"):
+            future = self._calls.get(msg.get("id") or 0)
+            if future is not None and not future.done():
+                future.set_result(msg)
+        elif kind == "snapshot":
+            snap = msg["snapshot"]
+            self.version = int(snap["version"])
+            self.queue_version = int(snap["queue_version"])
+        elif kind == "bye":
+            reason = str(msg.get("reason"))
+            self.stats.byes[reason] += 1
+            if reason in FINAL_BYES:
+                self._final = True
+        else:
+            version = msg.get("version")
+            if isinstance(version, int) and kind != "room_stats" and "queue_version" not in msg:
+                if version > self.version + 1 and self.version >= 0:
+                    self.stats.gaps += 1
+                    resync = True
+                self.version = max(self.version, version)
+        self.on_message(msg, now)
+        return resync
 
     def _fail_calls(self) -> None:
         for future in self._calls.values():

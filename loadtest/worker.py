@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import functools
 import gc
 import signal
 import time
@@ -18,8 +19,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-import aiohttp
-
+from loadtest import wsclient
 from loadtest.bot import Bot, JoinStats, Message
 from loadtest.common import (
     COUNTED,
@@ -227,18 +227,6 @@ async def _worker(conn: Connection, plan: WorkerPlan) -> None:
     audio = AudioStats()
     stop = asyncio.Event()
     gate = asyncio.Semaphore(MEDIA_SETUP_CONCURRENCY)
-    sessions: dict[str, aiohttp.ClientSession] = {}
-
-    def session_for(source: str) -> aiohttp.ClientSession:
-        found = sessions.get(source)
-        if found is None:
-            connector = aiohttp.TCPConnector(
-                local_addr=(source, 0), limit=0, force_close=True, enable_cleanup_closed=False
-            )
-            found = aiohttp.ClientSession(connector=connector)
-            sessions[source] = found
-        return found
-
     bots: list[Listener] = []
     for spec in plan.bots:
         kw: dict[str, Any] = {
@@ -247,7 +235,7 @@ async def _worker(conn: Connection, plan: WorkerPlan) -> None:
             "urls": plan.urls,
             "url_index": spec.url_index,
             "token": spec.token,
-            "session": (lambda src=spec.source: session_for(src)),
+            "connect": functools.partial(wsclient.connect, source=spec.source),
             "stats": stats,
             "stop": stop,
         }
@@ -311,9 +299,6 @@ async def _worker(conn: Connection, plan: WorkerPlan) -> None:
         await asyncio.gather(
             *(asyncio.wait_for(p.close(), 5.0) for p in peers), return_exceptions=True
         )
-        for session in sessions.values():
-            with contextlib.suppress(Exception):
-                await session.close()
     conn.send(("result", plan.worker, _result(stats, events, audio)))
 
 
