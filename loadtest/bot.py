@@ -4,8 +4,9 @@ everything the server sends, and reconnects when its connection drops.
 Listener bots connect with :mod:`loadtest.wsclient` (``connect``: frames are handled
 as they are parsed, no task per frame); the driver's bots use an aiohttp session.
 A bot reconnects with the same token (the guest token from ``joined.token`` when it
-joined without one), so it keeps its identity and place; it tries the next ``--url``
-first. Every wait is bounded; :attr:`Bot.stop` ends it.
+joined without one), so it keeps its identity and place; it tries another ``--url``,
+at random, and after a drop keeps trying for ``RECONNECT_FOR`` seconds. Every wait is
+bounded; :attr:`Bot.stop` ends it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ Message = dict[str, Any]
 CONNECT_TIMEOUT = 15.0
 JOIN_TIMEOUT = 15.0
 CALL_TIMEOUT = 15.0
-MAX_FAILURES = 6  # consecutive failed attempts before a bot gives up
+MAX_FAILURES = 6  # consecutive failed attempts before a bot gives up ...
+RECONNECT_FOR = 30.0  # ... but one that was in the room keeps trying this long after a drop
 FINAL_BYES = frozenset({"kicked", "banned", "room_ended", "left", "replaced", "join_refused"})
 
 
@@ -142,19 +144,28 @@ class Bot:
                 dropped_at, dropped_from = time.time(), self.url_index
                 self.stats.drops += 1
                 self.on_dropped(dropped_at)
-                self.url_index = (self.url_index + 1) % len(self.urls)
+                self.url_index = self._another_url()
                 continue
             failures += 1
-            if failures >= MAX_FAILURES or self._final:
+            trying = dropped_at is not None and time.time() - dropped_at < RECONNECT_FOR
+            if (failures >= MAX_FAILURES and not trying) or self._final:
                 self.stats.gave_up += 1
                 break
-            self.url_index = (self.url_index + 1) % len(self.urls)
+            self.url_index = self._another_url()
             delay = min(2.0, 0.25 * 2**failures) * random.uniform(0.5, 1.5)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay)
         if dropped_at is not None:
             self.stats.reconnects.append((dropped_at, -1.0, dropped_from))
         await self.close()
+
+    def _another_url(self) -> int:
+        """Any other node, at random: the bots of a dead node spread over the others
+        (as behind a load balancer) instead of all moving to the next one."""
+        n = len(self.urls)
+        if n == 1:
+            return 0
+        return (self.url_index + random.randrange(1, n)) % n
 
     def _record_back(self, dropped_at: float, dropped_from: int) -> None:
         self.stats.reconnected += 1
