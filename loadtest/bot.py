@@ -33,6 +33,8 @@ JOIN_TIMEOUT = 15.0
 CALL_TIMEOUT = 15.0
 MAX_FAILURES = 6  # consecutive failed attempts before a bot gives up ...
 RECONNECT_FOR = 30.0  # ... but one that was in the room keeps trying this long after a drop
+# its own generator: the run's seeded one (`--seed`) drives the scenario's choices
+_URLS = random.Random()
 FINAL_BYES = frozenset({"kicked", "banned", "room_ended", "left", "replaced", "join_refused"})
 
 
@@ -165,7 +167,7 @@ class Bot:
         n = len(self.urls)
         if n == 1:
             return 0
-        return (self.url_index + random.randrange(1, n)) % n
+        return (self.url_index + _URLS.randrange(1, n)) % n
 
     def _record_back(self, dropped_at: float, dropped_from: int) -> None:
         self.stats.reconnected += 1
