@@ -27,6 +27,11 @@ from .munger import SlotMunger
 from .rtp import seq_diff
 from .slots import LevelMeter, SlotPolicy, select_slots
 
+# Periods (tick_interval) without a packet before a speaker counts as silent: at 30,000
+# listeners one fan-out holds a node's loop ~0.15 s, which left a 0.1 s period without
+# packets, flipped the active speakers and sent the next fan-out (one frame per listener).
+SILENCE_AFTER = 3
+
 _HEADER: Final = struct.Struct("!BBHLL")
 _pack_header: Final = _HEADER.pack
 
@@ -148,7 +153,7 @@ class RoomForwarder:
 
     def _sync_meter(self, user_id: str) -> None:
         if user_id in self._audible and user_id in self._present:
-            self._meters.setdefault(user_id, LevelMeter())
+            self._meters.setdefault(user_id, LevelMeter(hold=SILENCE_AFTER))
         else:
             self._meters.pop(user_id, None)
 

@@ -78,22 +78,32 @@ class LevelMeter:
 
     ``add`` is called per packet; ``tick`` once per selection period folds the
     period's mean into an exponential average. A period without packets counts
-    as silence (Opus DTX sends nothing while silent).
+    as silence (Opus DTX sends nothing while silent) once ``hold`` periods in a row
+    had none: before that the level stands, since a busy event loop (a fan-out to
+    thousands of connections) also leaves a period without packets, only late.
     """
 
-    __slots__ = ("_count", "_sum", "alpha", "value")
+    __slots__ = ("_count", "_empty", "_sum", "alpha", "hold", "value")
 
-    def __init__(self, alpha: float = 0.5) -> None:
+    def __init__(self, alpha: float = 0.5, hold: int = 1) -> None:
         self.alpha = alpha
+        self.hold = max(1, hold)
         self.value = 0.0
         self._sum = 0
         self._count = 0
+        self._empty = 0
 
     def add(self, level: int) -> None:
         self._sum += SILENT_LEVEL - level
         self._count += 1
 
     def tick(self) -> float:
+        if not self._count:
+            self._empty += 1
+            if self._empty < self.hold:
+                return self.value
+        else:
+            self._empty = 0
         mean = self._sum / self._count if self._count else 0.0
         self._sum = 0
         self._count = 0

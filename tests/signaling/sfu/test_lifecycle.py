@@ -211,10 +211,11 @@ async def test_active_speakers_rate_limit() -> None:
         # Only who talks is news, not the order: one update for the whole 2 s.
         assert len(updates) == 1
         assert set(updates[0].user_ids) == {"a", "b"}
-        # Who talks changing (b talks, then is silent, in turns): updates, at most 4 a second.
+        # Who talks changing (b talks, then is silent, in turns of 0.4 s: longer than the
+        # meter's hold): updates, at most 4 a second.
         for step in range(40, 120):
             forwarder.on_rtp("a", step, step * 960, b"x", 20, now)
-            if (step // 2) % 2:
+            if (step // 8) % 2:
                 forwarder.on_rtp("b", step, step * 960, b"y", 20, now)
             sfu._tick(now)
             now += 0.05

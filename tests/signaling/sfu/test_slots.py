@@ -79,3 +79,15 @@ def test_level_meter() -> None:
     assert meter.tick() == 50.0  # half of loudness 100
     assert meter.tick() == 25.0  # a silent period halves it
     assert meter.level_dbov == 102.0
+
+
+def test_level_meter_holds_through_a_late_period() -> None:
+    meter = LevelMeter(alpha=0.5, hold=3)
+    meter.add(27)
+    assert meter.tick() == 50.0
+    assert meter.tick() == 50.0  # no packet in one period: late, not silent
+    assert meter.tick() == 50.0
+    assert meter.tick() == 25.0  # the third empty period in a row: silence
+    meter.add(27)
+    assert meter.tick() == 62.5  # packets again
+    assert meter.tick() == 62.5
