@@ -126,6 +126,9 @@ class MediaPacket:
     level: int | None  # RFC 6464 -dBov, None when the packet had none
     payload: bytes
     sent_at: float  # time.time() at the sending node, for latency figures
+    # The speaker's RTP stream (its SSRC): a new one after a reconnect starts its own
+    # sequence numbers and timestamps, which every node's slots must take up afresh.
+    stream: int = 0
 
 
 MediaHandler = Callable[[RoomId, MediaPacket], None]

@@ -151,12 +151,18 @@ async def _server(conn: Connection, slots: int) -> None:
         unpack = _PAYLOAD.unpack_from
 
         def traced_on_rtp(
-            user: str, seq: int, ts: int, payload: bytes, level: int | None, now: float
+            user: str,
+            seq: int,
+            ts: int,
+            payload: bytes,
+            level: int | None,
+            now: float,
+            stream: int = 0,
         ) -> None:
             before = stats.packets_sent
             cpu = cpu_clock()
             start = clock()
-            on_rtp(user, seq, ts, payload, level, now)
+            on_rtp(user, seq, ts, payload, level, now, stream)
             end = clock()
             cpu = cpu_clock() - cpu
             sent_n = stats.packets_sent - before

@@ -191,9 +191,17 @@ class MediaService:
         timestamp: int,
         payload: bytes,
         level: int | None,
+        stream: int,
     ) -> None:
         packet = MediaPacket(
-            self._node_id, UserId(user_id), sequence_number, timestamp, level, payload, time.time()
+            self._node_id,
+            UserId(user_id),
+            sequence_number,
+            timestamp,
+            level,
+            payload,
+            time.time(),
+            stream,
         )
         self._bus.publish(RoomId(room_id), packet)
 
@@ -205,6 +213,7 @@ class MediaService:
             packet.timestamp,
             packet.payload,
             packet.level,
+            packet.stream,
         )
 
     def _watch_speakers(self, room_id: RoomId) -> None:

@@ -32,15 +32,28 @@ def media_channel(room_id: str) -> str:
 
 def pack_packet(p: MediaPacket) -> bytes:
     packed: bytes = msgpack.packb(
-        [p.node_id, p.user_id, p.sequence_number, p.timestamp, p.level, p.payload, p.sent_at],
+        [
+            p.node_id,
+            p.user_id,
+            p.sequence_number,
+            p.timestamp,
+            p.level,
+            p.payload,
+            p.sent_at,
+            p.stream,
+        ],
         use_bin_type=True,
     )
     return packed
 
 
 def unpack_packet(data: bytes) -> MediaPacket:
-    node, user, seq, ts, level, payload, sent_at = msgpack.unpackb(data, raw=False)
-    return MediaPacket(node, UserId(user), int(seq), int(ts), level, bytes(payload), sent_at)
+    fields = msgpack.unpackb(data, raw=False)
+    node, user, seq, ts, level, payload, sent_at = fields[:7]
+    stream = int(fields[7]) if len(fields) > 7 else 0  # a node of the previous version
+    return MediaPacket(
+        node, UserId(user), int(seq), int(ts), level, bytes(payload), sent_at, stream
+    )
 
 
 class RedisMediaBus:

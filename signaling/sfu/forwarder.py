@@ -110,6 +110,7 @@ class RoomForwarder:
         self._present: set[str] = set()  # users with a connected session
         self._meters: dict[str, LevelMeter] = {}
         self._slot_of: dict[str, int] = {}
+        self._stream_of: dict[str, int] = {}  # the RTP stream (SSRC) each slotted user sends
         self._outlets: dict[str, Outlet] = {}
         # Outlets grouped by payload type: one serialization per group per packet.
         self._groups: list[tuple[int, list[Outlet]]] = []
@@ -158,6 +159,7 @@ class RoomForwarder:
             self._meters.pop(user_id, None)
 
     def _unslot(self, user_id: str) -> None:
+        self._stream_of.pop(user_id, None)
         index = self._slot_of.pop(user_id, None)
         if index is not None:
             slot = self.slots[index]
@@ -198,8 +200,14 @@ class RoomForwarder:
         payload: bytes,
         level: int | None,
         now: float,
+        stream: int = 0,
     ) -> None:
-        """One Opus packet from ``user_id``: meter it and, if heard, send it to every listener."""
+        """One Opus packet from ``user_id``: meter it and, if heard, send it to every listener.
+
+        ``stream`` names the speaker's RTP stream (its SSRC). A new one (the speaker
+        reconnected, here or on another node) numbers its packets afresh: the slot
+        continues its own stream from there, as at a switch of speaker.
+        """
         stats = self.stats
         stats.packets_in += 1
         meter = self._meters.get(user_id)
@@ -209,12 +217,16 @@ class RoomForwarder:
         if level is not None:
             meter.add(level)
         index = self._slot_of.get(user_id)
+        if index is not None and self._stream_of.get(user_id) != stream:
+            self._stream_of[user_id] = stream
+            self.slots[index].munger.restart()
         if index is None:
             index = self._free_slot()
             if index is None:
                 stats.packets_dropped_no_slot += 1
                 return
             self._assign(index, user_id, now)
+            self._stream_of[user_id] = stream
         slot = self.slots[index]
         munged = slot.munger.rewrite(user_id, sequence_number, timestamp, now)
         if munged is None:
@@ -256,6 +268,7 @@ class RoomForwarder:
         slot = self.slots[index]
         if slot.holder is not None:
             self._slot_of.pop(slot.holder, None)
+            self._stream_of.pop(slot.holder, None)
         slot.holder = user_id
         slot.held_since = now
         slot.munger.switch(user_id)

@@ -89,6 +89,13 @@ class SlotMunger:
             self._pending_marker = source is not None
             self._start_seq = -1  # unknown until the first packet
 
+    def restart(self) -> None:
+        """The current speaker's packets now come from a new RTP stream (new numbering):
+        map its next packet to the slot's next number, as at a switch."""
+        if self._source is not None:
+            self._pending_marker = True
+            self._start_seq = -1
+
     def rewrite(
         self, source: str, sequence_number: int, timestamp: int, now: float
     ) -> Munged | None:

@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 ActiveSpeakersCallback = Callable[[ActiveSpeakers], None]
 ClosedCallback = Callable[[SessionClosed], None]
 # (room, speaker, sequence number, timestamp, Opus payload, audio level or None)
-RelayCallback = Callable[[str, str, int, int, bytes, int | None], None]
+# room, speaker, sequence number, timestamp, payload, level, stream (the speaker's SSRC)
+RelayCallback = Callable[[str, str, int, int, bytes, int | None, int], None]
 
 
 class OfferError(ValueError):
@@ -319,6 +320,7 @@ class Session:
             packet.payload,
             value,
             time.monotonic(),
+            packet.ssrc,
         )
         relay = self._sfu.on_forwarded
         if relay is not None and forwarder.heard(self.user_id):
@@ -329,6 +331,7 @@ class Session:
                 packet.timestamp,
                 packet.payload,
                 value,
+                packet.ssrc,
             )
 
     def _on_rtcp(self, packet: Any) -> None:
@@ -421,6 +424,7 @@ class Sfu:
         timestamp: int,
         payload: bytes,
         level: int | None,
+        stream: int = 0,
     ) -> None:
         """A packet of a speaker connected to another node: forward it to local listeners.
 
@@ -432,7 +436,9 @@ class Sfu:
         forwarder = room.forwarder
         if not forwarder.heard(user_id):
             forwarder.set_present(user_id, True)  # a remote speaker: present elsewhere
-        forwarder.on_rtp(user_id, sequence_number, timestamp, payload, level, time.monotonic())
+        forwarder.on_rtp(
+            user_id, sequence_number, timestamp, payload, level, time.monotonic(), stream
+        )
 
     def session(self, room_id: str, user_id: str) -> Session | None:
         room = self._rooms.get(room_id)

@@ -295,3 +295,44 @@ async def test_a_speaker_on_one_node_is_heard_on_another(nodes: Callable[..., An
     finally:
         await host_peer.close()
         await ann_peer.close()
+
+
+async def test_a_speaker_who_reconnects_is_heard_again_on_every_node(
+    nodes: Callable[..., Any],
+) -> None:
+    """A new peer connection starts a new RTP stream (new SSRC, sequence numbers and
+    timestamps anywhere): each node's slot must take it up, also where the speaker is
+    remote, and even if its numbers are behind the old stream's."""
+    from tests.signaling.test_ws_media import LOOPBACK, connect_media, eventually, heard, talk
+
+    a: Server = await nodes("a", ice_addresses=LOOPBACK, reconnect_grace=10.0)
+    b: Server = await nodes("b", ice_addresses=LOOPBACK, reconnect_grace=10.0)
+    room_id, host_token = await a.create_room()
+    host = await a.client(room_id, host_token)
+    ann = await b.join(room_id, "ann")  # listens on node b: the host is remote there
+    bob = await a.join(room_id, "bob")  # listens on node a, next to the host
+    peers = [await connect_media(host, send=True), await connect_media(ann)]
+    peers.append(await connect_media(bob))
+    try:
+        await host.ok("unmute")
+        await ann.expect("mute_changed")
+        sent = await talk(peers[0], "first", count=30)
+        for listener in peers[1:]:
+            await eventually(lambda p=listener: len(heard(p, "first")) >= len(sent) - 2)
+        last_seq = peers[0]._seq
+        # The host's connection drops; the client comes back with a new peer connection
+        # whose sequence numbers start behind the old stream's (as random ones may).
+        await peers[0].close()
+        await host.ws.close()
+        host = await a.client(room_id, host_token)
+        assert host.joined["snapshot"]["you"]["role"] == "host"
+        peers[0] = await connect_media(host, send=True)
+        peers[0]._seq = (last_seq - 5000) & 0xFFFF
+        sent = await talk(peers[0], "again", count=30)
+        for listener in peers[1:]:
+            await eventually(lambda p=listener: len(heard(p, "again")) >= len(sent) - 2)
+            got = heard(listener, "again")
+            assert got == sent[len(sent) - len(got) :]  # in order, nothing duplicated
+    finally:
+        for peer in peers:
+            await peer.close()

@@ -58,3 +58,22 @@ def test_minimum_step_and_idle() -> None:
     m.switch("b")  # same speaker again: no new offsets, no marker
     r = m.rewrite("b", 4, 963, 0.02)
     assert r is not None and not r.marker and r.sequence_number == 2
+
+
+def test_a_new_stream_of_the_same_speaker_continues_the_slot() -> None:
+    """A speaker who reconnected sends a new stream numbered anywhere, even behind the
+    old one: after ``restart`` it continues the slot's numbering, marker set."""
+    m = SlotMunger(initial_seq=100, initial_ts=0)
+    m.switch("a")
+    old = feed(m, "a", [30000, 30001, 30002], ts0=9000, now0=0.0)
+    assert [s for s, _ in old] == [100, 101, 102]
+    assert m.rewrite("a", 25000, 1234, 0.5) is None  # without restart: taken as stale
+    m.restart()
+    first = m.rewrite("a", 25000, 1234, 0.5)
+    assert first is not None and first.marker and first.sequence_number == 103
+    assert first.timestamp == old[-1][1] + round(0.46 * 48000)
+    nxt = m.rewrite("a", 25001, 1234 + 960, 0.52)
+    assert nxt is not None and not nxt.marker and nxt.sequence_number == 104
+    m.switch(None)
+    m.restart()  # nobody in the slot: nothing to restart
+    assert m.rewrite("a", 25002, 0, 0.6) is None
