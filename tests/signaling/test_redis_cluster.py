@@ -15,7 +15,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from signaling.backends.factory import RedisMismatch
-from signaling.backends.redis_media import media_channel
 from signaling.backends.redis_store import events_channel
 from tests.redis_cluster import RedisCluster
 from tests.signaling.conftest import SECRET, Server
@@ -29,7 +28,7 @@ def cluster(tmp_path: Path) -> Iterator[RedisCluster]:
     c.kill()
 
 
-async def _subscribers(cluster: RedisCluster, channel: str) -> tuple[int, int]:
+async def subscribers(cluster: RedisCluster, channel: str) -> tuple[int, int]:
     """(sharded, plain) subscribers of ``channel`` on the primary that owns its slot."""
     probe = ClusterClient.from_url(cluster.url)
     try:
@@ -74,34 +73,7 @@ async def test_rooms_on_every_shard_use_sharded_channels(
         await ann.ok("raise_hand")
         assert (await host.expect("hand_raised"))["user_id"] == "ann"
         # Both nodes listen on the room's shard, with SSUBSCRIBE, not SUBSCRIBE.
-        assert await _subscribers(cluster, events_channel(room_id)) == (2, 0)
-
-
-async def test_audio_crosses_nodes_on_the_media_shard(
-    make_server: Callable[..., Any], cluster: RedisCluster
-) -> None:
-    from tests.signaling.test_ws_media import LOOPBACK, connect_media, eventually, heard, talk
-
-    opts: dict[str, Any] = {"redis_url": cluster.url, "redis_cluster": True}
-    a: Server = await make_server(node_id="a", ice_addresses=LOOPBACK, **opts)
-    b: Server = await make_server(node_id="b", ice_addresses=LOOPBACK, **opts)
-    room_id, host_token = await a.create_room()
-    host = await a.client(room_id, host_token)
-    ann = await b.join(room_id, "ann")
-    host_peer = await connect_media(host, send=True)
-    ann_peer = await connect_media(ann)
-    try:
-        await host.ok("unmute")
-        await ann.expect("mute_changed")
-        sent = await talk(host_peer, "sharded", count=40)
-        await eventually(lambda: len(heard(ann_peer, "sharded")) >= len(sent) - 2)
-        got = heard(ann_peer, "sharded")
-        assert got == sent[len(sent) - len(got) :], (got, sent)
-        sharded, plain = await _subscribers(cluster, media_channel(room_id))
-        assert sharded >= 1 and plain == 0
-    finally:
-        await host_peer.close()
-        await ann_peer.close()
+        assert await subscribers(cluster, events_channel(room_id)) == (2, 0)
 
 
 async def test_a_node_without_the_cluster_flag_refuses_to_start(

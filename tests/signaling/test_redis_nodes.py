@@ -266,7 +266,11 @@ async def test_redis_outage_refuses_changes_then_the_room_comes_back(
                 break
 
 
-async def test_a_speaker_on_one_node_is_heard_on_another(nodes: Callable[..., Any]) -> None:
+async def test_a_speaker_on_one_node_is_heard_on_another(
+    nodes: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    from signaling.backends.redis_media import media_channel
+    from tests.signaling.test_redis_cluster import subscribers
     from tests.signaling.test_ws_media import LOOPBACK, connect_media, eventually, heard, talk
 
     a: Server = await nodes("a", ice_addresses=LOOPBACK)
@@ -285,6 +289,9 @@ async def test_a_speaker_on_one_node_is_heard_on_another(nodes: Callable[..., An
         assert got == sent[len(sent) - len(got) :]  # byte-identical, in order
         # Each packet crossed once, to node b, not once per listener.
         assert b.node.backends.media.received >= len(got)  # type: ignore[attr-defined]
+        if isinstance(redis_server, RedisCluster):  # on the room's shard, sharded pub/sub
+            sharded, plain = await subscribers(redis_server, media_channel(room_id))
+            assert sharded >= 1 and plain == 0
         # Muted on node a: node b stops forwarding too.
         await host.ok("mute")
         await ann.expect("mute_changed", lambda m: m["muted"])
