@@ -87,10 +87,17 @@ async def scrape(urls: list[str], series: list[NodeSeries], stop: asyncio.Event)
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports. The sockets stay bound until all are
+    picked: released one by one, the kernel may hand the same port out twice."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 class Cluster:
@@ -115,11 +122,12 @@ class Cluster:
 
     def start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
+        ports = free_ports(self.count + 1)  # the last one for redis-server
         if self.count > 1:
             server = shutil.which("redis-server")
             if server is None:
                 raise RuntimeError("redis-server is not installed (needed for --nodes > 1)")
-            port = free_port()
+            port = ports[-1]
             self.redis = subprocess.Popen(
                 [
                     server,
@@ -141,7 +149,7 @@ class Cluster:
             self.redis_url = f"redis://127.0.0.1:{port}/0"
         env = dict(os.environ, CHATROOMS_SECRET=self.secret)
         for i in range(self.count):
-            port = free_port()
+            port = ports[i]
             cmd = [
                 sys.executable,
                 "-m",

@@ -35,6 +35,7 @@ from chatrooms.events import Event
 from chatrooms.ids import RoomId, UserId
 from chatrooms.ports import MediaPacket
 from chatrooms.room import Room
+from loadtest.nodes import free_ports
 from signaling.backends.redis_bus import RedisEventBus
 from signaling.backends.redis_client import Client
 from signaling.backends.redis_media import RedisMediaBus
@@ -48,24 +49,18 @@ def _pct(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def _redis_servers(count: int, *, cluster: bool) -> Iterator[list[int]]:
     """``count`` redis-servers on free loopback ports, without persistence."""
-    ports = [_free_port() for _ in range(count)]
+    picked = free_ports(2 * count)  # distinct: each server's port, then its bus port
+    ports, bus_ports = picked[:count], picked[count:]
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            for port in ports:
+            for port, bus_port in zip(ports, bus_ports, strict=True):
                 directory = f"{tmp}/{port}"
                 os.mkdir(directory)
-                extra = ["--cluster-enabled", "yes", "--cluster-port", str(_free_port())]
+                extra = ["--cluster-enabled", "yes", "--cluster-port", str(bus_port)]
                 procs.append(subprocess.Popen(
                     [shutil.which("redis-server") or "redis-server", "--port", str(port),
                      "--bind", "127.0.0.1", "--dir", directory, "--save", "",

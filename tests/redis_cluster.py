@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_ports
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
@@ -19,10 +19,12 @@ class RedisCluster:
     def __init__(self, directory: Path, size: int = 3) -> None:
         self.created = False
         self.nodes: list[RedisServer] = []
+        ports = free_ports(2 * size)  # all distinct: each node's port and bus port
         for i in range(size):
             node_dir = directory / f"node{i}"
             node_dir.mkdir()
-            self.nodes.append(RedisServer(node_dir, cluster=True))
+            pair = (ports[2 * i], ports[2 * i + 1])
+            self.nodes.append(RedisServer(node_dir, cluster=True, ports=pair))
 
     @property
     def url(self) -> str:

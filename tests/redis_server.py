@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -12,48 +13,90 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: the sockets stay bound until all are picked,
+    so the kernel cannot hand out a port twice (one node's bus port as another's port)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+class RedisExited(RuntimeError):
+    """redis-server stopped before it answered (most often: its port was taken)."""
 
 
 class RedisServer:
     """Persistence as production should have it: an append-only file, fsync'd always."""
 
-    def __init__(self, directory: Path, *, cluster: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, cluster: bool = False, ports: tuple[int, int] | None = None
+    ) -> None:
         self.dir = directory
-        self.port = free_port()
+        self.port, self.bus_port = ports or free_ports(2)  # the bus port: cluster only
         self.cluster = cluster  # a node of a Redis Cluster
-        self.bus_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started = False  # once up, restarts keep the port
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.dir),
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--save", "",
-                "--protected-mode", "yes",
-                *(
-                    # The cluster bus port is port + 10000 unless given: may be taken.
-                    ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port)]
-                    if self.cluster
-                    else []
-                ),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.wait_for("+PONG", "PING")
+        """Start redis-server; on its first start, retry on new ports if it cannot bind.
+
+        A port from ``free_port()`` is free only when asked: a test client's
+        outgoing connection may take it before redis-server binds (seen in CI).
+        Later starts keep the port: a restarted server must be the same address.
+        """
+        attempts = 1 if self.started else 5
+        for attempt in range(attempts):
+            if attempt:
+                self.port, self.bus_port = free_ports(2)
+            self._spawn()
+            try:
+                self.wait_for("+PONG", "PING")
+            except RedisExited:
+                if attempt == attempts - 1:
+                    raise
+                continue
+            self.started = True
+            return
+
+    def _spawn(self) -> None:
+        log = self.dir / "redis.log"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    REDIS_SERVER,
+                    "--port", str(self.port),
+                    "--bind", "127.0.0.1",
+                    "--dir", str(self.dir),
+                    "--appendonly", "yes",
+                    "--appendfsync", "always",
+                    "--save", "",
+                    "--protected-mode", "yes",
+                    *(
+                        # The cluster bus port is port + 10000 unless given: may be taken.
+                        ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port)]
+                        if self.cluster
+                        else []
+                    ),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def log_tail(self) -> str:
+        try:
+            lines = (self.dir / "redis.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-10:])
 
     def wait_for(self, expected: str, *command: str) -> None:
         """Send ``command`` until the reply holds ``expected`` (10 s at most)."""
@@ -68,8 +111,13 @@ class RedisServer:
                         return
             except OSError:
                 pass
+            if self.proc is not None and self.proc.poll() is not None:
+                self.proc = None
+                raise RedisExited(f"redis-server on {self.port} exited:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on {self.port} never answered {expected}")
+                raise RuntimeError(
+                    f"redis-server on {self.port} never answered {expected}:\n{self.log_tail()}"
+                )
             time.sleep(0.05)
 
     def kill(self) -> None:
