@@ -47,6 +47,7 @@ class JoinStats:
     failed: Counter[str] = field(default_factory=Counter)
     join_ms: array.array[float] = field(default_factory=lambda: array.array("d"))
     joined_bots: int = 0  # bots that joined at least once
+    last_first_join: float = 0.0  # time.time() of the latest bot's first join
     gave_up: int = 0
     live: int = 0
     drops: int = 0
@@ -229,6 +230,7 @@ class Bot:
         if not self.ever_joined:
             self.ever_joined = True
             self.stats.joined_bots += 1
+            self.stats.last_first_join = max(self.stats.last_first_join, now)
             self.stats.join_ms.append((now - started) * 1000.0)
         self.joined = msg
         self.user_id = str(msg["you"]["user_id"])

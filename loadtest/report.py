@@ -197,6 +197,7 @@ def build_report(
         )
 
     joined = sum(r["joined"] for r in results)
+    filled = max((float(r.get("last_first_join", 0.0)) for r in results), default=0.0)
     return {
         "scenario": cfg.scenario,
         "partial": bool(meta.get("partial")),
@@ -233,6 +234,10 @@ def build_report(
         "joins_failed": sum(failed.values()),
         "join_errors": dict(failed),
         "gave_up": sum(r["gave_up"] for r in results),
+        # The rate the room filled at: everyone who joined, over the time from the
+        # start of the ramp to the last one's first join (capped by --ramp).
+        "joins_done_s": _r(filled - t0) if filled else None,
+        "join_rate_per_s": _r(joined / (filled - t0)) if filled > t0 else None,
         "join_ms_p50": joins["p50"],
         "join_ms_p95": joins["p95"],
         "join_ms_p99": joins["p99"],
@@ -293,6 +298,10 @@ SUMMARY: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
             _slash(r, "joins_attempted", "joins_succeeded", "joins_failed")
             + (f"  {r['join_errors']}" if r["join_errors"] else "")
         ),
+    ),
+    (
+        "join rate /s (all in s)",
+        lambda r: f"{r.get('join_rate_per_s')} ({r.get('joins_done_s')})",
     ),
     ("join ms p50/p95/p99", lambda r: _slash(r, "join_ms_p50", "join_ms_p95", "join_ms_p99")),
     ("events probed", lambda r: str(r["events_probed"])),

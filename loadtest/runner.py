@@ -67,6 +67,9 @@ class Minter:
         return self._service.issue(user, user)
 
 
+LOCAL_PORTS = (20_000, 61_000)
+
+
 def plan_workers(cfg: RunConfig, room_ids: list[str], tokens: Any) -> list[WorkerPlan]:
     total = cfg.listeners + cfg.media_listeners
     media: set[int] = set()
@@ -86,6 +89,8 @@ def plan_workers(cfg: RunConfig, room_ids: list[str], tokens: Any) -> list[Worke
                 token=tokens(f"lt-l{i}") if tokens else None,
             )
         )
+    # Local ports 20000-60999 (above most services), a disjoint slice per worker.
+    span = (LOCAL_PORTS[1] - LOCAL_PORTS[0]) // cfg.workers
     return [
         WorkerPlan(
             worker=w,
@@ -93,6 +98,7 @@ def plan_workers(cfg: RunConfig, room_ids: list[str], tokens: Any) -> list[Worke
             rooms=tuple(room_ids),
             bots=tuple(bots),
             ramp=cfg.ramp,
+            local_ports=(LOCAL_PORTS[0] + w * span, LOCAL_PORTS[0] + (w + 1) * span),
         )
         for w, bots in enumerate(per_worker)
     ]

@@ -53,6 +53,7 @@ class WorkerPlan:
     rooms: tuple[str, ...]
     bots: tuple[BotSpec, ...]
     ramp: float  # joins per second, over all workers
+    local_ports: tuple[int, int]  # [low, high): this worker's own local TCP ports
 
 
 @dataclass
@@ -228,6 +229,7 @@ async def _worker(conn: Connection, plan: WorkerPlan) -> None:
     stop = asyncio.Event()
     gate = asyncio.Semaphore(MEDIA_SETUP_CONCURRENCY)
     bots: list[Listener] = []
+    ports = wsclient.LocalPorts(*plan.local_ports)
     for spec in plan.bots:
         kw: dict[str, Any] = {
             "name": f"{'media' if spec.media else 'listener'}-{spec.index}",
@@ -235,7 +237,7 @@ async def _worker(conn: Connection, plan: WorkerPlan) -> None:
             "urls": plan.urls,
             "url_index": spec.url_index,
             "token": spec.token,
-            "connect": functools.partial(wsclient.connect, source=spec.source),
+            "connect": functools.partial(wsclient.connect, source=spec.source, ports=ports),
             "stats": stats,
             "stop": stop,
         }
@@ -325,6 +327,7 @@ def _result(stats: JoinStats, events: EventLog, audio: AudioStats) -> dict[str, 
         "failed": dict(stats.failed),
         "join_ms": stats.join_ms.tobytes(),
         "joined": stats.joined_bots,
+        "last_first_join": stats.last_first_join,
         "gave_up": stats.gave_up,
         "drops": stats.drops,
         "reconnected": stats.reconnected,

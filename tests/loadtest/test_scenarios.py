@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from loadtest.nodes import free_port, parse_metrics
 from tests.loadtest.conftest import ROOT, loadtest
 
@@ -23,6 +25,9 @@ def _everyone_joined(report: dict[str, Any]) -> None:
     assert report["listeners_joined"] == 210, report["join_errors"]
     assert report["joins_failed"] == 0, report["join_errors"]
     assert report["join_ms_p50"] is not None and report["join_ms_p99"] is not None
+    # The last bot starts (target - 1) / ramp after the start: the room cannot fill sooner.
+    assert report["joins_done_s"] >= (210 - 1) / report["config"]["ramp"] - 0.01
+    assert report["join_rate_per_s"] == pytest.approx(210 / report["joins_done_s"], rel=0.01)
 
 
 def _events_delivered(report: dict[str, Any], at_least: int) -> None:

@@ -91,3 +91,28 @@ def test_on_uvloop_as_in_the_workers() -> None:
             await runner.cleanup()
 
     assert uvloop.run(main())[-2:] == [b"ba", "text 2"]
+
+
+def test_local_ports_cycle_per_address_within_the_range() -> None:
+    ports = wsclient.LocalPorts(30_000, 30_003)
+    assert [ports.take("127.0.0.2") for _ in range(4)] == [30_000, 30_001, 30_002, 30_000]
+    assert ports.take("127.0.0.3") == 30_000  # each address has its own cursor
+    with pytest.raises(ValueError):
+        wsclient.LocalPorts(80, 2000)
+
+
+async def test_connect_binds_the_given_ports_and_skips_a_taken_one(url: str) -> None:
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.2", 0))
+        taken = squatter.getsockname()[1]
+        ports = wsclient.LocalPorts(taken, taken + 3)
+        first = await wsclient.connect(url, source="127.0.0.2", ports=ports)
+        second = await wsclient.connect(url, source="127.0.0.2", ports=ports)
+        assert first.transport is not None and second.transport is not None
+        local = [ws.transport.get_extra_info("sockname") for ws in (first, second)]
+        assert local == [("127.0.0.2", taken + 1), ("127.0.0.2", taken + 2)]
+        assert (await first.receive(timeout=2)).data == b"hello"
+        for ws in (first, second):
+            await asyncio.wait_for(ws.close(), 2)
