@@ -405,10 +405,12 @@ def _plots(
     for node in report["nodes"]:
         s = node["series"]
         c1.plot(s["t"], s["cpu_pct"], label=f"node {node['node']}")
+        # Nodes often hold the same memory: dashes keep a line under another visible.
+        style = ("-", "--", ":", "-.")[node["node"] % 4]
+        c2.plot(s["t"], s["rss_mb"], style, label=f"node {node['node']}")
     prog = report["progress"][1:]
     if prog:
         c1.plot([p["t"] for p in prog], [p["harness_cpu_pct"] for p in prog], "--", label="bots")
-        c2.plot(s["t"], s["rss_mb"], label=f"node {node['node']}")
     c1.set_ylabel("CPU (%, 100 = one core)")
     c2.set_ylabel("RSS (MB)")
     c2.set_xlabel("s since ramp start")

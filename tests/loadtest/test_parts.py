@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from loadtest.common import quantile, rtp_payload_offset, source_addresses
 from loadtest.nodes import NodeSeries, parse_metrics
 
@@ -39,3 +42,27 @@ def test_metrics_parsing_and_cpu_rate() -> None:
     node.add(100.0, sample)
     node.add(102.0, {**sample, "cpu_s": 11.0})
     assert node.cpu_pct == [50.0] and node.rss_mb == [200.0]
+
+
+def test_the_node_plot_has_every_nodes_cpu_and_memory(tmp_path: Path, monkeypatch: Any) -> None:
+    from matplotlib.figure import Figure
+
+    from loadtest.report import _plots
+
+    lines: dict[str, list[list[str]]] = {}
+
+    def record(fig: Figure, path: Path, **_: Any) -> None:
+        lines[Path(path).name] = [[ln.get_label() for ln in ax.get_lines()] for ax in fig.axes]
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    series = {"t": [0.0, 1.0], "cpu_pct": [10.0, 20.0], "rss_mb": [90.0, 90.0]}
+    report = {
+        "events": [],
+        "audio_timeline": [],
+        "nodes": [{"node": n, "series": series} for n in range(3)],
+        "progress": [{"t": 0.0, "harness_cpu_pct": 0.0}, {"t": 1.0, "harness_cpu_pct": 5.0}],
+    }
+    _plots(report, tmp_path, None)
+    cpu, rss = lines["nodes.png"]
+    assert cpu == ["node 0", "node 1", "node 2", "bots"]
+    assert rss == ["node 0", "node 1", "node 2"]
