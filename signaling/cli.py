@@ -69,7 +69,15 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         metavar="SECONDS",
         help="move long-lived objects out of the collector's full passes this often "
-        "(0: CPython's defaults); a full pass every 10 minutes",
+        "(0: CPython's defaults)",
+    )
+    serve.add_argument(
+        "--gc-full-every",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="with --gc-freeze: one full collection (a pause, logged) this often, for "
+        "cycles among long-lived objects that became garbage (0: never)",
     )
     serve.add_argument("--log-level", default="INFO")
 
@@ -83,20 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvloop
-    from aiohttp import web
-
-    from signaling.app import create_app
-    from signaling.backends.factory import RedisMismatch
-
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The node's settings from ``chatrooms serve``'s arguments."""
     guest_mode = is_loopback(args.host) if args.guests is None else args.guests
     ports: tuple[int | None, int | None] = (None, None)
     if args.udp_ports:
         low, _, high = args.udp_ports.partition("-")
         ports = (int(low), int(high))
-    settings = Settings(
+    return Settings(
         host=args.host,
         port=args.port,
         secret=args.secret,
@@ -116,7 +118,19 @@ def _serve(args: argparse.Namespace) -> int:
         turn_username=args.turn_username,
         turn_password=args.turn_password,
         gc_freeze_interval=args.gc_freeze,
+        gc_full_interval=args.gc_full_every,
     )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvloop
+    from aiohttp import web
+
+    from signaling.app import create_app
+    from signaling.backends.factory import RedisMismatch
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    settings = settings_from_args(args)
     if settings.redis_cluster and not settings.redis_url:
         print("error: --redis-cluster goes with --redis URL", file=sys.stderr)
         return 2
@@ -126,7 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     app = create_app(settings)
-    print(f"chatrooms on http://{args.host}:{args.port}/ (guests {'on' if guest_mode else 'off'})")
+    guests = "on" if settings.guest_mode else "off"
+    print(f"chatrooms on http://{args.host}:{args.port}/ (guests {guests})")
     try:
         web.run_app(
             app,

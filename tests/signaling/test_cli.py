@@ -13,7 +13,7 @@ import aiohttp
 from chatrooms.ids import RoomId
 from chatrooms.permissions import Grant
 from signaling.auth import TokenService
-from signaling.cli import main
+from signaling.cli import _parser, main, settings_from_args
 
 KEY = "cli-test-secret-0123456789abcdef"
 
@@ -53,6 +53,25 @@ def test_token_refuses_without_secret_or_half_a_grant(capsys: object) -> None:
     finally:
         if env is not None:
             os.environ["CHATROOMS_SECRET"] = env
+
+
+def test_serve_flags_become_settings() -> None:
+    defaults = settings_from_args(_parser().parse_args(["serve", "--host", "127.0.0.1"]))
+    assert defaults.guest_mode  # on by default on loopback
+    assert (defaults.gc_freeze_interval, defaults.gc_full_interval) == (1.0, 600.0)
+    args = _parser().parse_args(
+        [
+            "serve", "--host", "0.0.0.0", "--port", "9000", "--gc-freeze", "2",
+            "--gc-full-every", "0", "--udp-ports", "40000-40100", "--audio-slots", "4",
+            "--redis", "redis://127.0.0.1:6379/0", "--redis-cluster",
+        ]
+    )  # fmt: skip
+    settings = settings_from_args(args)
+    assert not settings.guest_mode  # not on loopback
+    assert settings.port == 9000 and settings.audio_slots == 4
+    assert (settings.gc_freeze_interval, settings.gc_full_interval) == (2.0, 0.0)
+    assert (settings.udp_port_min, settings.udp_port_max) == (40000, 40100)
+    assert settings.redis_url == "redis://127.0.0.1:6379/0" and settings.redis_cluster
 
 
 def _free_port() -> int:
