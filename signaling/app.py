@@ -16,7 +16,7 @@ from signaling.auth import TokenService
 from signaling.backends.factory import Backends, make_backends
 from signaling.config import Settings
 from signaling.connection import Counters
-from signaling.gctune import run_gc_tuner
+from signaling.gctune import GcTuner
 from signaling.http_api import HttpApi, error_response
 from signaling.hub import Hub
 from signaling.media import MediaService, sfu_settings
@@ -41,6 +41,7 @@ class Node:
     metrics: Metrics
     traffic: Traffic
     counters: Counters
+    gc: GcTuner
 
 
 NODE = web.AppKey("node", Node)
@@ -72,6 +73,12 @@ def build_node(settings: Settings) -> Node:
         media_config=media.config,
     )
     traffic, counters = Traffic(), Counters()
+    tuner = GcTuner(
+        settings.gc_freeze_interval,
+        settings.gc_full_interval,
+        closed=lambda: counters.closed,
+        live=lambda: hub.connection_count,
+    )
 
     def listeners() -> int:
         total = 0
@@ -83,6 +90,7 @@ def build_node(settings: Settings) -> Node:
     metrics = Metrics(
         traffic,
         counters,
+        tuner.passes,
         Gauges(
             connections=lambda: hub.connection_count,
             rooms=lambda: len(hub._rooms),
@@ -103,7 +111,9 @@ def build_node(settings: Settings) -> Node:
         commands_per_second=settings.commands_per_second,
         command_burst=settings.command_burst,
     )
-    return Node(settings, backends, hub, service, media, endpoint, metrics, traffic, counters)
+    return Node(
+        settings, backends, hub, service, media, endpoint, metrics, traffic, counters, tuner
+    )
 
 
 @web.middleware
@@ -132,11 +142,7 @@ def create_app(settings: Settings) -> web.Application:
         stats = loop.create_task(node.hub.run_stats(settings.stats_interval))
         background = [stats]
         if settings.gc_freeze_interval > 0:
-            background.append(
-                loop.create_task(
-                    run_gc_tuner(settings.gc_freeze_interval, settings.gc_full_interval)
-                )
-            )
+            background.append(loop.create_task(node.gc.run()))
         yield
         for task in background:
             task.cancel()

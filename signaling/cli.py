@@ -74,10 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--gc-full-every",
         type=float,
-        default=600.0,
+        default=3600.0,
         metavar="SECONDS",
-        help="with --gc-freeze: one full collection (a pause, logged) this often, for "
-        "cycles among long-lived objects that became garbage (0: never)",
+        help="with --gc-freeze: a full collection (a pause, logged) runs when a quarter "
+        "of the connections have closed since the last one, and at least this often "
+        "(0: only then)",
     )
     serve.add_argument("--log-level", default="INFO")
 

@@ -47,7 +47,9 @@ class Settings:
     # Garbage collection (signaling/gctune.py): freeze survivors every N seconds so that
     # full passes skip the live connections; 0: CPython's defaults (tests, embedding).
     gc_freeze_interval: float = 0.0
-    gc_full_interval: float = 600.0  # then one full pass (unfreeze, collect) this often
+    # A full pass (unfreeze, collect) when a quarter of the connections have turned
+    # over, and at least this often (0: only on churn).
+    gc_full_interval: float = 3600.0
 
     # Room behaviour.
     stats_interval: float = 1.0  # listener counts are published at most this often

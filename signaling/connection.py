@@ -46,6 +46,7 @@ class Counters:
     frames_out: int = 0
     coalesced_dropped: int = 0
     slow_consumers: int = 0
+    closed: int = 0  # WebSockets that ended, for whatever reason
 
 
 @dataclass(slots=True)

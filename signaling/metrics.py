@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from signaling.connection import Counters
+from signaling.gctune import FullPasses
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -36,8 +37,11 @@ class Gauges:
 
 
 class _NodeCollector(Collector):
-    def __init__(self, traffic: Traffic, counters: Counters, gauges: Gauges) -> None:
+    def __init__(
+        self, traffic: Traffic, counters: Counters, passes: FullPasses, gauges: Gauges
+    ) -> None:
         self._traffic, self._counters, self._gauges = traffic, counters, gauges
+        self._passes = passes
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
@@ -73,12 +77,28 @@ class _NodeCollector(Collector):
             "Clients disconnected for falling behind",
             value=self._counters.slow_consumers,
         )
+        yield CounterMetricFamily(
+            "chatrooms_connections_closed",
+            "WebSocket connections that ended",
+            value=self._counters.closed,
+        )
+        # Each full collection stops the node's event loop: operators should see it.
+        yield CounterMetricFamily(
+            "chatrooms_gc_full_passes", "Full garbage collections", value=self._passes.count
+        )
+        yield CounterMetricFamily(
+            "chatrooms_gc_full_pass_seconds",
+            "Time the node stood still in full garbage collections",
+            value=self._passes.seconds,
+        )
 
 
 class Metrics:
-    def __init__(self, traffic: Traffic, counters: Counters, gauges: Gauges) -> None:
+    def __init__(
+        self, traffic: Traffic, counters: Counters, passes: FullPasses, gauges: Gauges
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_NodeCollector(traffic, counters, gauges))
+        self.registry.register(_NodeCollector(traffic, counters, passes, gauges))
         # Process CPU and memory, read by the load-test harness.
         ProcessCollector(registry=self.registry)
 

@@ -80,6 +80,7 @@ class WebSocketEndpoint:
             pass  # the client went away while we answered it
         finally:
             self._sockets.discard(ws)
+            self._counters.closed += 1
             if conn is not None:
                 await self._media.disconnected(conn)
                 await self._service.disconnected(conn)

@@ -58,7 +58,7 @@ def test_token_refuses_without_secret_or_half_a_grant(capsys: object) -> None:
 def test_serve_flags_become_settings() -> None:
     defaults = settings_from_args(_parser().parse_args(["serve", "--host", "127.0.0.1"]))
     assert defaults.guest_mode  # on by default on loopback
-    assert (defaults.gc_freeze_interval, defaults.gc_full_interval) == (1.0, 600.0)
+    assert (defaults.gc_freeze_interval, defaults.gc_full_interval) == (1.0, 3600.0)
     args = _parser().parse_args(
         [
             "serve", "--host", "0.0.0.0", "--port", "9000", "--gc-freeze", "2",
