@@ -69,7 +69,13 @@ class WebSocketEndpoint:
         ws = web.WebSocketResponse(
             heartbeat=self._heartbeat, max_msg_size=self._max_message_size, compress=False
         )
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:
+            # The client left during the upgrade (a timed-out connect): nothing to
+            # serve, and not a server error worth a traceback per connection.
+            self._counters.closed += 1
+            return ws
         self._sockets.add(ws)
         conn: Connection | None = None
         try:

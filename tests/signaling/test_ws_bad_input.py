@@ -237,3 +237,26 @@ async def test_large_rooms_get_counts_less_often(make_server: Any) -> None:
     # ... but a large room hears of it every 5th tick only (~2 over ~10-20 ticks, not 10+).
     assert 1 <= len(stats) <= 5
     assert len(held) == 6
+
+
+async def test_a_client_gone_during_the_upgrade_is_no_server_error(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiohttp import web
+    from aiohttp.client_exceptions import ClientConnectionResetError
+
+    async def gone(self: web.WebSocketResponse, request: web.BaseRequest) -> None:
+        raise ClientConnectionResetError("Cannot write to closing transport")
+
+    closed = server.node.counters.closed
+    with monkeypatch.context() as patch:
+        patch.setattr(web.WebSocketResponse, "prepare", gone)
+        with pytest.raises(aiohttp.ClientError):
+            await server.session.ws_connect(server.url + "/ws")
+    assert server.node.counters.closed > closed  # (the client may retry once)
+    assert not [r for r in caplog.records if r.levelno >= 40], "logged as a server error"
+    # The next client is served as usual.
+    ws = await _raw(server)
+    await ws.send_json({"type": "ping", "id": 1})
+    assert (await ws.receive_json(timeout=5))["type"] in ("error", "pong")
+    await ws.close()
