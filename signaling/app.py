@@ -87,16 +87,6 @@ def build_node(settings: Settings) -> Node:
             total += room.listener_count if room is not None else 0
         return total
 
-    metrics = Metrics(
-        traffic,
-        counters,
-        tuner.passes,
-        Gauges(
-            connections=lambda: hub.connection_count,
-            rooms=lambda: len(hub._rooms),
-            listeners=listeners,
-        ),
-    )
     endpoint = WebSocketEndpoint(
         service=service,
         media=media,
@@ -110,6 +100,18 @@ def build_node(settings: Settings) -> Node:
         coalesce_drop_at=settings.coalesce_drop_at,
         commands_per_second=settings.commands_per_second,
         command_burst=settings.command_burst,
+        max_connections=settings.max_connections,
+    )
+    metrics = Metrics(
+        traffic,
+        counters,
+        tuner.passes,
+        endpoint.capacity,
+        Gauges(
+            connections=lambda: hub.connection_count,
+            rooms=lambda: len(hub._rooms),
+            listeners=listeners,
+        ),
     )
     return Node(
         settings, backends, hub, service, media, endpoint, metrics, traffic, counters, tuner
@@ -157,7 +159,9 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
-    api = HttpApi(node.service, node.metrics, settings.guest_mode, settings.node_id)
+    api = HttpApi(
+        node.service, node.metrics, settings.guest_mode, settings.node_id, node.endpoint.capacity
+    )
     app.add_routes(api.routes())
     app.router.add_get("/ws", node.endpoint.handle)
     index = settings.static_dir / "index.html"

@@ -72,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         "(0: CPython's defaults)",
     )
     serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        metavar="N",
+        help="WebSockets plus media sessions before new WebSockets get 503 node_full "
+        "(default 0: the process's descriptor limit minus 1,000)",
+    )
+    serve.add_argument(
         "--gc-full-every",
         type=float,
         default=3600.0,
@@ -120,6 +128,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         turn_password=args.turn_password,
         gc_freeze_interval=args.gc_freeze,
         gc_full_interval=args.gc_full_every,
+        max_connections=args.max_connections,
     )
 
 

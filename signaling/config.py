@@ -37,6 +37,9 @@ class Settings:
 
     # Wire limits.
     max_message_size: int = 64 * 1024  # a bigger frame closes the connection with 1009
+    # WebSockets plus media sessions before new WebSockets get 503 node_full;
+    # 0: the process's descriptor limit minus a reserve (signaling/capacity.py).
+    max_connections: int = 0
     send_queue_size: int = 256  # frames waiting for one client before it is cut off
     coalesce_drop_at: int = 64  # above this backlog, coalescible updates are dropped
     commands_per_second: float = 20.0

@@ -11,6 +11,7 @@ from aiohttp import web
 from chatrooms import errors
 from chatrooms.ids import RoomId
 from signaling.auth import AuthError, AuthErrorCode, Identity
+from signaling.capacity import Capacity
 from signaling.metrics import CONTENT_TYPE, Metrics
 from signaling.protocol import schema as s
 from signaling.protocol.codec import ProtocolError, build, to_wire
@@ -39,6 +40,7 @@ class HttpApi:
     metrics: Metrics
     guest_mode: bool
     node_id: str
+    capacity: Capacity
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -52,7 +54,17 @@ class HttpApi:
         ]
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "node": self.node_id})
+        # 200 while the node serves; `full` tells a load balancer to send new people
+        # elsewhere (the node answers new WebSockets with 503 meanwhile).
+        return web.json_response(
+            {
+                "status": "ok",
+                "node": self.node_id,
+                "full": self.capacity.full(),
+                "used": self.capacity.used(),
+                "capacity": self.capacity.limit,
+            }
+        )
 
     async def render_metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

@@ -118,6 +118,10 @@ class MediaService:
                 await self._close_session(conn)
             raise ProtocolError(s.ProtocolErrorCode.INVALID_SDP, str(exc)[:200]) from exc
 
+    def session_count(self) -> int:
+        """Media sessions on this node (each holds at least one UDP socket)."""
+        return sum(len(users) for users in self._sessions.values())
+
     def _owned(self, conn: Connection) -> Session | None:
         """This connection's session (not one a newer connection of the user replaced)."""
         entry = self._sessions.get(conn.room_id, {}).get(conn.user_id)

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from signaling.capacity import Capacity
 from signaling.connection import Counters
 from signaling.gctune import FullPasses
 
@@ -38,10 +39,15 @@ class Gauges:
 
 class _NodeCollector(Collector):
     def __init__(
-        self, traffic: Traffic, counters: Counters, passes: FullPasses, gauges: Gauges
+        self,
+        traffic: Traffic,
+        counters: Counters,
+        passes: FullPasses,
+        capacity: Capacity,
+        gauges: Gauges,
     ) -> None:
         self._traffic, self._counters, self._gauges = traffic, counters, gauges
-        self._passes = passes
+        self._passes, self._capacity = passes, capacity
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
@@ -77,6 +83,16 @@ class _NodeCollector(Collector):
             "Clients disconnected for falling behind",
             value=self._counters.slow_consumers,
         )
+        yield GaugeMetricFamily(
+            "chatrooms_capacity",
+            "WebSockets plus media sessions this node takes before it answers 503",
+            self._capacity.limit,
+        )
+        yield CounterMetricFamily(
+            "chatrooms_refused_full",
+            "WebSockets refused with 503 node_full",
+            value=self._capacity.refused,
+        )
         yield CounterMetricFamily(
             "chatrooms_connections_closed",
             "WebSocket connections that ended",
@@ -95,10 +111,15 @@ class _NodeCollector(Collector):
 
 class Metrics:
     def __init__(
-        self, traffic: Traffic, counters: Counters, passes: FullPasses, gauges: Gauges
+        self,
+        traffic: Traffic,
+        counters: Counters,
+        passes: FullPasses,
+        capacity: Capacity,
+        gauges: Gauges,
     ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_NodeCollector(traffic, counters, passes, gauges))
+        self.registry.register(_NodeCollector(traffic, counters, passes, capacity, gauges))
         # Process CPU and memory, read by the load-test harness.
         ProcessCollector(registry=self.registry)
 

@@ -18,6 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from chatrooms import errors
 from chatrooms.ids import RoomId
 from signaling.auth import AuthError, AuthErrorCode, Identity
+from signaling.capacity import Capacity, automatic_limit
 from signaling.connection import Connection, ConnState, Counters, WriteNow
 from signaling.media import MediaService
 from signaling.metrics import Traffic
@@ -50,6 +51,7 @@ class WebSocketEndpoint:
         coalesce_drop_at: int,
         commands_per_second: float,
         command_burst: int,
+        max_connections: int = 0,
     ) -> None:
         self._service = service
         self._media = media
@@ -64,8 +66,19 @@ class WebSocketEndpoint:
         self._rate = commands_per_second
         self._burst = command_burst
         self._sockets: set[web.WebSocketResponse] = set()
+        self.capacity = Capacity(
+            max_connections or automatic_limit(),
+            lambda: len(self._sockets) + media.session_count(),
+        )
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not self.capacity.admit():
+            # Before the upgrade: the client (or its load balancer) tries another node.
+            return web.json_response(
+                {"error": {"code": "node_full", "message": "this node is full, try another"}},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
         ws = web.WebSocketResponse(
             heartbeat=self._heartbeat, max_msg_size=self._max_message_size, compress=False
         )

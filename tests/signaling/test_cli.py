@@ -63,7 +63,7 @@ def test_serve_flags_become_settings() -> None:
         [
             "serve", "--host", "0.0.0.0", "--port", "9000", "--gc-freeze", "2",
             "--gc-full-every", "0", "--udp-ports", "40000-40100", "--audio-slots", "4",
-            "--redis", "redis://127.0.0.1:6379/0", "--redis-cluster",
+            "--redis", "redis://127.0.0.1:6379/0", "--redis-cluster", "--max-connections", "9",
         ]
     )  # fmt: skip
     settings = settings_from_args(args)
@@ -72,6 +72,7 @@ def test_serve_flags_become_settings() -> None:
     assert (settings.gc_freeze_interval, settings.gc_full_interval) == (2.0, 0.0)
     assert (settings.udp_port_min, settings.udp_port_max) == (40000, 40100)
     assert settings.redis_url == "redis://127.0.0.1:6379/0" and settings.redis_cluster
+    assert settings.max_connections == 9 and defaults.max_connections == 0
 
 
 def _free_port() -> int:
