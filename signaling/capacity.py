@@ -13,17 +13,20 @@ from __future__ import annotations
 import resource
 from collections.abc import Callable
 
-# Descriptors kept for what is not a connection: the listening socket, the Redis
-# pool, log files, DTLS timers' sockets, the interpreter's own.
-FD_RESERVE = 1000
+# Descriptors kept for what the count below does not see: connections accepted and
+# still in their HTTP request (thousands in a reconnect storm: with 1,000 kept, a node
+# taking a dead node's 15,000 people ran out), a speaker's extra sockets, the Redis
+# pool, the listening socket, log files.
+FD_RESERVE_SHARE = 0.2
+FD_RESERVE_MIN = 1000
 
 
 def automatic_limit() -> int:
-    """The process's soft descriptor limit, minus the reserve (at least 1)."""
+    """The process's soft descriptor limit minus a fifth (at least 1,000) of it."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20
-    return max(1, soft - FD_RESERVE)
+    return max(1, soft - max(FD_RESERVE_MIN, int(soft * FD_RESERVE_SHARE)))
 
 
 class Capacity:

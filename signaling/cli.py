@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="WebSockets plus media sessions before new WebSockets get 503 node_full "
-        "(default 0: the process's descriptor limit minus 1,000)",
+        "(default 0: the process's descriptor limit minus a fifth)",
     )
     serve.add_argument(
         "--gc-full-every",

@@ -9,12 +9,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.capacity import FD_RESERVE, Capacity, automatic_limit
+from signaling.capacity import FD_RESERVE_MIN, FD_RESERVE_SHARE, Capacity, automatic_limit
 
 
 def test_the_automatic_limit_keeps_a_reserve_of_descriptors() -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert automatic_limit() == max(1, soft - FD_RESERVE)
+    reserve = max(FD_RESERVE_MIN, int(soft * FD_RESERVE_SHARE))
+    assert automatic_limit() == max(1, soft - reserve)
+    assert automatic_limit() <= soft - FD_RESERVE_MIN
 
 
 def test_capacity_admits_below_the_limit_and_counts_refusals() -> None:
