@@ -165,9 +165,12 @@ async def test_leaving_closes_the_session(make_server: Any) -> None:
     room_id, _host, host_peer, ann, ann_peer = await _room_with_media(server)
     sfu = server.node.media.sfu
     assert sfu.session(room_id, "ann") is not None
+    capacity = server.node.endpoint.capacity
+    assert capacity.used() == 4  # what holds descriptors: two WebSockets, two sessions
     await ann.ok("leave")
     await ann.closed()
     await eventually(lambda: sfu.session(room_id, "ann") is None)
+    await eventually(lambda: capacity.used() == 2)
     await host_peer.close()
     await ann_peer.close()
 
