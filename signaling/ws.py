@@ -17,6 +17,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from chatrooms import errors
 from chatrooms.ids import RoomId
+from signaling.aiohttp_internals import release_websocket
 from signaling.auth import AuthError, AuthErrorCode, Identity
 from signaling.capacity import Capacity, automatic_limit
 from signaling.connection import Connection, ConnState, Counters, WriteNow
@@ -88,6 +89,7 @@ class WebSocketEndpoint:
             # The client left during the upgrade (a timed-out connect): nothing to
             # serve, and not a server error worth a traceback per connection.
             self._counters.closed += 1
+            release_websocket(request)
             return ws
         self._sockets.add(ws)
         conn: Connection | None = None
@@ -108,6 +110,7 @@ class WebSocketEndpoint:
                 conn.abort()
             if not ws.closed:
                 await ws.close()
+            release_websocket(request)
         return ws
 
     # ------------------------------------------------------------- helpers
