@@ -273,26 +273,25 @@ async def connect(
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
     loop = asyncio.get_running_loop()
+
+    def protocol() -> LeanWebSocket:
+        return LeanWebSocket(request)
+
     ws: LeanWebSocket | None = None
-    for _ in range(LocalPorts.ATTEMPTS if source and ports else 0):
-        assert source is not None and ports is not None
-        try:
-            _, ws = await loop.create_connection(
-                lambda: LeanWebSocket(request), host, port, local_addr=(source, ports.take(source))
-            )
-            break
-        except OSError as exc:
-            # The port is bound by someone (EADDRINUSE) or the 4-tuple is still in
-            # TIME_WAIT (EADDRNOTAVAIL): the next port. Anything else is the caller's.
-            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
-                raise
+    if source and ports:
+        for _ in range(LocalPorts.ATTEMPTS):
+            try:
+                local = (source, ports.take(source))
+                _, ws = await loop.create_connection(protocol, host, port, local_addr=local)
+                break
+            except OSError as exc:
+                # The port is bound by someone (EADDRINUSE) or the 4-tuple is still in
+                # TIME_WAIT (EADDRNOTAVAIL): the next port. Anything else is the caller's.
+                if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                    raise
     if ws is None:
-        _, ws = await loop.create_connection(
-            lambda: LeanWebSocket(request),
-            host,
-            port,
-            local_addr=(source, 0) if source else None,
-        )
+        local_addr = (source, 0) if source else None
+        _, ws = await loop.create_connection(protocol, host, port, local_addr=local_addr)
     try:
         await ws.handshake()
     except BaseException:

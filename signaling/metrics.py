@@ -72,40 +72,42 @@ class _NodeCollector(Collector):
         for code, n in sorted(self._traffic.errors.items()):
             errors.add_metric([code], n)
         yield errors
-        yield CounterMetricFamily("chatrooms_joins", "Successful joins", value=self._traffic.joins)
-        yield CounterMetricFamily(
-            "chatrooms_coalesced_dropped",
-            "Coalescible updates replaced or dropped for slow clients",
-            value=self._counters.coalesced_dropped,
+        counters = (
+            ("chatrooms_joins", "Successful joins", self._traffic.joins),
+            (
+                "chatrooms_coalesced_dropped",
+                "Coalescible updates replaced or dropped for slow clients",
+                self._counters.coalesced_dropped,
+            ),
+            (
+                "chatrooms_slow_consumers",
+                "Clients disconnected for falling behind",
+                self._counters.slow_consumers,
+            ),
+            (
+                "chatrooms_refused_full",
+                "WebSockets refused with 503 node_full",
+                self._capacity.refused,
+            ),
+            (
+                "chatrooms_connections_closed",
+                "WebSocket connections that ended",
+                self._counters.closed,
+            ),
+            # Each full collection stops the node's event loop: operators should see it.
+            ("chatrooms_gc_full_passes", "Full garbage collections", self._passes.count),
+            (
+                "chatrooms_gc_full_pass_seconds",
+                "Time the node stood still in full garbage collections",
+                self._passes.seconds,
+            ),
         )
-        yield CounterMetricFamily(
-            "chatrooms_slow_consumers",
-            "Clients disconnected for falling behind",
-            value=self._counters.slow_consumers,
-        )
+        for name, text, value in counters:
+            yield CounterMetricFamily(name, text, value=value)
         yield GaugeMetricFamily(
             "chatrooms_capacity",
             "WebSockets plus media sessions this node takes before it answers 503",
             self._capacity.limit,
-        )
-        yield CounterMetricFamily(
-            "chatrooms_refused_full",
-            "WebSockets refused with 503 node_full",
-            value=self._capacity.refused,
-        )
-        yield CounterMetricFamily(
-            "chatrooms_connections_closed",
-            "WebSocket connections that ended",
-            value=self._counters.closed,
-        )
-        # Each full collection stops the node's event loop: operators should see it.
-        yield CounterMetricFamily(
-            "chatrooms_gc_full_passes", "Full garbage collections", value=self._passes.count
-        )
-        yield CounterMetricFamily(
-            "chatrooms_gc_full_pass_seconds",
-            "Time the node stood still in full garbage collections",
-            value=self._passes.seconds,
         )
 
 

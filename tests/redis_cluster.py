@@ -6,7 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.redis_server import RedisServer, free_ports
+from loadtest.nodes import free_ports
+from tests.redis_server import RedisServer
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+from loadtest.nodes import free_ports
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports: the sockets stay bound until all are picked,
-    so the kernel cannot hand out a port twice (one node's bus port as another's port)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 class RedisExited(RuntimeError):
@@ -49,7 +36,7 @@ class RedisServer:
     def start(self) -> None:
         """Start redis-server; on its first start, retry on new ports if it cannot bind.
 
-        A port from ``free_port()`` is free only when asked: a test client's
+        A port from ``free_ports()`` is free only when asked: a test client's
         outgoing connection may take it before redis-server binds (seen in CI).
         Later starts keep the port: a restarted server must be the same address.
         """

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from tests.redis_server import RedisServer, free_ports
+from loadtest.nodes import free_ports
+from tests.redis_server import RedisServer
 
 
 def test_free_ports_are_distinct() -> None:

@@ -17,8 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from loadtest.nodes import free_port
 from tests.redis_cluster import RedisCluster
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer
 from tests.signaling.conftest import SECRET, Client, Server
 
 
